@@ -1,0 +1,1 @@
+"""The `buckle` command line (typer). Thin: parse arguments, call the library, print."""

