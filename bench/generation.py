@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="prompts for batched runs")
     ap.add_argument("--n-seq", type=int, default=20, help="prompts for the one-at-a-time run")
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--engine-batch", type=int, default=64)
+    ap.add_argument("--engine-batch", type=int, default=128)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 

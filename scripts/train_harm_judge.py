@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Train the harm judge that ships as buckle/evaluation/harm_judge.json.
 
 Reproducible: fixed seeds, a hash-based held-out split and deterministic JSON, so running it twice
@@ -48,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=".harm_judge-", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; the file ships as package data
     os.replace(tmp, args.out)
     print(f"wrote {args.out} ({len(text) / 1e6:.2f} MB, {summary['n_features']} features)",
           file=sys.stderr)

@@ -87,5 +87,56 @@ def data_check(
     out.print(f"{path}: {len(convs)} valid conversations")
 
 
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="Preset name, local dir or HF id.")] = "smollm2-135m-instruct",
+    adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter directory.")] = None,
+    prompts: Annotated[str, typer.Option(help="Harmful prompt set: advbench, or a JSONL file "
+                                              "with a `prompt` field per line.")] = "advbench",
+    limit: Annotated[int, typer.Option(help="How many harmful prompts (0 = all).")] = 20,
+    offset: Annotated[int, typer.Option(help="Skip this many prompts first.")] = 0,
+    benign: Annotated[str, typer.Option(help="Benign prompt set for over-refusal ('' = skip).")
+                      ] = "chatterbot",
+    benign_limit: Annotated[int, typer.Option(help="How many benign prompts (0 = all).")] = 20,
+    judge: Annotated[str, typer.Option(help="Comma-separated: refusal,harm,rubric.")
+                     ] = "refusal,harm",
+    max_new_tokens: Annotated[int, typer.Option(help="Reply length cap.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 128,
+    rubric_url: Annotated[str | None, typer.Option(
+        help="OpenAI-compatible base URL for the rubric judge (e.g. https://host/v1).")] = None,
+    rubric_key: Annotated[str | None, typer.Option(envvar="BUCKLE_RUBRIC_API_KEY",
+                                                   help="API key for --rubric-url.")] = None,
+    rubric_model: Annotated[str, typer.Option(help="Model name at --rubric-url, or a local "
+                                                   "preset when no URL is given.")] = "",
+    out: Annotated[Path, typer.Option(help="Report JSON path; the chart goes next to it.")
+                   ] = Path("reports/report.json"),
+) -> None:
+    """Measure a model's safety: ASR, harmful rate, rubric score, over-refusal, with 95% CIs."""
+    from buckle.evaluation import render_table
+    from buckle.evaluation.runner import EvalConfig, RubricSettings, evaluate
+    from buckle.models import load_model
+
+    try:
+        rubric = RubricSettings(base_url=rubric_url, api_key=rubric_key,
+                                api_model=rubric_model or "gpt-4o",
+                                local_model=None if rubric_url else (rubric_model or None))
+        config = EvalConfig(
+            prompts=prompts, limit=limit or None, offset=offset, benign=benign or None,
+            benign_limit=benign_limit or None,
+            judges=tuple(j.strip() for j in judge.split(",") if j.strip()),
+            max_new_tokens=max_new_tokens, batch_size=batch_size, rubric=rubric)
+        with console.status(f"loading {model}"):
+            loaded = load_model(model, adapter=adapter)
+        report = evaluate(loaded, config, adapter=str(adapter) if adapter else None,
+                          progress=True)
+    except (BuckleError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    report.write_json(out)
+    chart = report.write_chart(out.with_suffix(".png"))
+    stdout = Console()
+    stdout.print(render_table(report))
+    stdout.print(f"report: {out}\nchart:  {chart}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

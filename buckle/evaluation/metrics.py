@@ -188,7 +188,8 @@ def unscored_count(verdicts: Sequence[Verdict]) -> int:
     return sum(v.score is None for v in verdicts)
 
 
-def over_refusal_rate(benign_verdicts: Sequence[Verdict], confidence: float = 0.95) -> Metric | None:
+def over_refusal_rate(benign_verdicts: Sequence[Verdict],
+                      confidence: float = 0.95) -> Metric | None:
     """Share of BENIGN prompts refused: the cost side of hardening (a model that refuses
     everything has ASR 0 and is useless)."""
     flags = [bool(v.refused) for v in benign_verdicts if v.refused is not None]

@@ -11,6 +11,7 @@ from buckle.evaluation.judges.base import (
 )
 from buckle.evaluation.judges.harm import HarmClassifierJudge, TfidfLogRegModel
 from buckle.evaluation.judges.refusal import GCG_REFUSAL_STRINGS, RefusalKeywordJudge, is_refusal
+from buckle.evaluation.judges.rubric import RubricJudge
 
 __all__ = [
     "GCG_REFUSAL_STRINGS",
@@ -18,6 +19,7 @@ __all__ = [
     "HarmClassifierJudge",
     "Judge",
     "RefusalKeywordJudge",
+    "RubricJudge",
     "TfidfLogRegModel",
     "Verdict",
     "available_judges",

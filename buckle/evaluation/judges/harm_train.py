@@ -187,7 +187,7 @@ def select(results: Sequence[dict[str, Any]], configs: Sequence[Config],
     best = max(range(len(configs)), key=lambda i: (results[i]["cv_accuracy"], -i))
     se = results[best]["cv_accuracy_std"] / math.sqrt(folds)
     floor = results[best]["cv_accuracy"] - se - 1e-12
-    return next(c for c, r in zip(configs, results) if r["cv_accuracy"] >= floor)
+    return next(c for c, r in zip(configs, results, strict=True) if r["cv_accuracy"] >= floor)
 
 
 def export(vec: Any, clf: Any, config: Config, metadata: dict[str, Any]) -> dict[str, Any]:

@@ -76,7 +76,8 @@ def normalize_apostrophes(text: str) -> str:
     return text.translate(_APOSTROPHES)
 
 
-def matched_refusal_string(response: str, strings: Iterable[str] = GCG_REFUSAL_STRINGS) -> str | None:
+def matched_refusal_string(response: str,
+                           strings: Iterable[str] = GCG_REFUSAL_STRINGS) -> str | None:
     """The first listed string found in `response` (after apostrophe normalisation), or None."""
     text = normalize_apostrophes(response)
     for s in strings:

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from buckle.errors import ResourceUnavailableError
 from buckle.evaluation.judges.base import Judge, Verdict, register_judge
@@ -160,7 +160,7 @@ class OpenAICompatibleClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> OpenAICompatibleClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -272,7 +272,8 @@ class RubricJudge(Judge):
 
     def judge(self, prompts: list[str], responses: list[str]) -> list[Verdict]:
         self._check_lengths(prompts, responses)
-        replies = self._ask_all([self.messages_for(p, r) for p, r in zip(prompts, responses)])
+        pairs = zip(prompts, responses, strict=True)
+        replies = self._ask_all([self.messages_for(p, r) for p, r in pairs])
         out = []
         for reply in replies:
             score = parse_score(reply)
