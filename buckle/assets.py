@@ -72,7 +72,7 @@ def fetch_wheel(package: str, version: str, wheel_sha256: str | None = None) -> 
         with tempfile.TemporaryDirectory(dir=directory) as tmp:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                    "--disable-pip-version-check", f"{package}=={version}", "-d", tmp]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             got = _find_wheel(Path(tmp), package, version)
             if proc.returncode != 0 or got is None:
                 raise ResourceUnavailableError(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from buckle.errors import BuckleError
 
@@ -33,7 +33,8 @@ def models_list() -> None:
     """Show the named presets and whether each is already pulled."""
     from buckle.models import list_presets
 
-    table = Table("name", "size (GGUF)", "pulled", "description")
+    table = Table("size (GGUF)", "pulled", "description")
+    table.columns.insert(0, Column("name", no_wrap=True))
     for p in list_presets():
         table.add_row(p["name"], f"{p['size_mb']} MB", "yes" if p["pulled"] else "no",
                       p["description"])

@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-
 from transformers import DynamicCache
 
 from buckle.generation.sampling import SamplingParams, next_tokens
 
 Messages = list[dict[str, str]]
+DEFAULT_PARAMS = SamplingParams()  # greedy, 128 new tokens
 
 
 @dataclass
@@ -110,7 +110,7 @@ class GenerationEngine:
     def chat(
         self,
         conversations: Sequence[Messages],
-        params: SamplingParams | Sequence[SamplingParams] = SamplingParams(),
+        params: SamplingParams | Sequence[SamplingParams] = DEFAULT_PARAMS,
         *,
         progress: bool | str = False,
     ) -> list[str]:
@@ -121,7 +121,7 @@ class GenerationEngine:
     def generate(
         self,
         prompts: Sequence[Sequence[int]],
-        params: SamplingParams | Sequence[SamplingParams] = SamplingParams(),
+        params: SamplingParams | Sequence[SamplingParams] = DEFAULT_PARAMS,
         *,
         progress: bool | str = False,
         on_result: Callable[[int, GenerationResult], None] | None = None,
@@ -205,8 +205,8 @@ class GenerationEngine:
                 mask = self._crop_left_padding(cache, mask)
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             logits = self.model(input_ids=tok.unsqueeze(-1), attention_mask=mask,
-                                position_ids=next_pos, past_key_values=cache,
-                                use_cache=True).logits[:, -1]
+                                position_ids=next_pos, use_cache=True,
+                                **{self._cache_kw: cache}).logits[:, -1]
             next_pos = next_pos + 1
         return finished
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-from buckle.assets import extract_member, fetch_wheel, verify_sha256
+from buckle.assets import extract_member, verify_sha256
 from buckle.models.device import default_device, default_dtype
 from buckle.models.presets import PRESETS, ModelPreset, get_preset
 from buckle.settings import buckle_home
