@@ -18,7 +18,8 @@ from buckle.data import (
 from buckle.data.sources import HARMFUL_QA
 from buckle.errors import DatasetFormatError, UnknownNameError
 
-ALPACA_5000 = Path("/work/shared/data/alpaca_5000.json")
+# shared/ lies beside the checkout (here and in CI): ../shared/data
+ALPACA_5000 = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_5000.json"
 
 
 def test_list_sources_names_the_builtins():
@@ -133,3 +134,12 @@ def test_missing_file_is_not_an_unknown_name(tmp_path: Path):
 def test_window_arguments_are_checked():
     with pytest.raises(ValueError):
         load_prompts("advbench", offset=-1)
+
+
+def test_benign_prompt_set_is_distinct_and_spans_topics_when_cut():
+    prompts = load_prompts("chatterbot", limit=20)
+    assert len({p.prompt for p in prompts}) == 20
+    assert len({p.category for p in prompts}) >= 10
+    every = load_prompts("chatterbot")
+    assert len({p.prompt for p in every}) == len(every)
+    assert len({p.id for p in every}) == len(every)

@@ -118,9 +118,24 @@ def _conversation_source(
 ) -> _Builtin:
     @lru_cache(maxsize=1)
     def prompts() -> tuple[PromptItem, ...]:
-        return tuple(PromptItem(id=f"{name}-{i:04d}", prompt=r.conversation.prompt,
-                                category=r.category, source=name)
-                     for i, r in enumerate(rows()))
+        """Each distinct user turn once, interleaved round-robin across categories.
+
+        A prompt set is usually cut with `limit`; in file order the first 20 chatterbot prompts
+        would all be one topic (and repeat), which skews over-refusal. Ids keep the
+        conversation index, so they stay stable and traceable to the conversation.
+        """
+        by_category: dict[str | None, list[PromptItem]] = {}
+        seen: set[str] = set()
+        for i, r in enumerate(rows()):
+            text = r.conversation.prompt
+            if text in seen:
+                continue
+            seen.add(text)
+            by_category.setdefault(r.category, []).append(
+                PromptItem(id=f"{name}-{i:04d}", prompt=text, category=r.category, source=name))
+        queues = list(by_category.values())
+        return tuple(q[j] for j in range(max(map(len, queues), default=0))
+                     for q in queues if j < len(q))
 
     return _Builtin(description, prompts, lambda: tuple(r.conversation for r in rows()))
 
