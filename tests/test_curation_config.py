@@ -50,6 +50,7 @@ def test_unknown_preset_names_the_known_ones():
     ({"revision_prompt": "{query} {response} {extra}"}, "exactly the placeholders"),
     ({"revision_prompt": "{query} {response} {"}, "not a valid format string"),
     ({"beam_width": 3}, "Extra inputs are not permitted"),
+    ({"safety_weight": float("inf")}, "finite number"),
 ])
 def test_invalid_configs_are_refused_with_a_clear_message(bad, match):
     with pytest.raises(ValidationError, match=match):

@@ -17,12 +17,13 @@ PARIS = "The capital of France is Paris."
 SHUFFLED = "Paris France capital of is The."
 PAIRS = [
     (FRANCE, PARIS),
-    (BREAD, "Mix flour, water, yeast and salt, knead the dough for ten minutes, let it rise "
-            "for an hour, shape it, then bake at 220 C for about 35 minutes."),
+    (BREAD, ("Mix flour, water, yeast and salt, knead the dough for ten minutes, let it rise "
+             "for an hour, shape it, then bake at 220 C for about 35 minutes.")),
     (FRANCE, "Paris."),
     ("Name a primary colour.", "Red is a primary colour, along with blue and yellow."),
-    ([{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello! How can I "
-      "help?"}, {"role": "user", "content": "Tell me a fun fact."}],
+    ([{"role": "user", "content": "Hi!"},
+      {"role": "assistant", "content": "Hello! How can I help?"},
+      {"role": "user", "content": "Tell me a fun fact."}],
      "Octopuses have three hearts and blue blood."),
     (BREAD, "Use an oven. Be careful: the tray is hot, so wear oven mitts."),
 ]

@@ -63,7 +63,7 @@ class CurationConfig(BaseModel):
         seed: base seed of all sampling, so a run is reproducible.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     rounds: int = Field(5, ge=1)
     beam: int = Field(3, ge=1)

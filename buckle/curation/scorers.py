@@ -109,14 +109,15 @@ def safety_implication(query: str, response: str) -> float:
     return 0.5 * min(1.0, distinct / CUE_SATURATION) + 0.5 * with_cue / len(sentences)
 
 
-STOPWORDS = frozenset("""
+_STOPWORDS_TEXT = """
 a an the and or but if then else of to in on at by for with from about as into onto over under
 is are was were be been being am do does did doing have has had having can could should would
 will shall may might must i me my mine we us our you your yours he him his she her it its they
 them their what which who whom whose this that these those there here when where why how all any
 both each few more most other some such no nor not only own same so than too very just also
 please tell give show explain describe write make let get want need know like s t don
-""".split())
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 _REFUSAL_OPENER = re.compile(
     r"^\W*(?:i'?m sorry|i am sorry|sorry|i apologi[sz]e|i can(?:not|'t| ?not)|i won'?t|"
     r"i will not|i'?m (?:not able|unable)|i am (?:not able|unable)|as an ai)\b", re.IGNORECASE)
@@ -159,16 +160,22 @@ def helpfulness(query: str, response: str) -> float:
 SCORERS: dict[str, Scorer] = {}
 
 
+def _identity(fn: Scorer) -> tuple[str, str] | int:
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    return (module, name) if module and name and "<lambda>" not in name else id(fn)
+
+
 def register_scorer(name: str, fn: Scorer, *, replace: bool = False) -> None:
     """Make `fn` available as `get_scorer(name)`.
 
-    Re-registering the same function is a no-op; replacing a different one needs `replace=True`,
-    because silently swapping a scorer would change what a curation run (and its hash) means.
+    Re-registering the same function (or its copy after a module reload) is a no-op; replacing a
+    different one needs `replace=True`, because silently swapping a scorer would change what a
+    curation run (and its hash) means.
     """
     if not callable(fn):
         raise TypeError(f"scorer {name!r} must be callable (query, response) -> float")
     existing = SCORERS.get(name)
-    if existing is not None and existing is not fn and not replace:
+    if existing is not None and _identity(existing) != _identity(fn) and not replace:
         raise ValueError(f"scorer name {name!r} is already registered to {existing!r}; "
                          "pass replace=True to override it")
     SCORERS[name] = fn

@@ -99,8 +99,9 @@ def evaluate(
 ) -> SafetyReport:
     """Generate greedily for the harmful (and benign) prompts, judge, and report with CIs.
 
-    Over-refusal is always measured with the refusal judge on the benign set, whatever judges
-    were chosen for the harmful set: it is the price of hardening and must never go unreported.
+    Over-refusal is always measured on the benign set, whatever judges were chosen for the
+    harmful set: it is the price of hardening and must never go unreported. It uses the
+    `decline` judge (explicit declines), not the GCG list, which counts "Hello!" as a refusal.
     """
     engine = engine or GenerationEngine.from_loaded(loaded, max_batch_size=config.batch_size)
     judges = build_judges(config, engine)
@@ -111,7 +112,7 @@ def evaluate(
     if config.benign:
         benign = load_prompts(config.benign, limit=config.benign_limit)
         benign_results = _judge(benign, _respond(engine, benign, config, "benign prompts",
-                                                 progress), [get_judge("refusal")])
+                                                 progress), [get_judge("decline")])
     settings = {k: v for k, v in asdict(config).items() if k != "rubric"}
     settings["rubric"] = {k: v for k, v in asdict(config.rubric).items() if k != "api_key"}
     settings.update(decoding="greedy", model_fingerprint=getattr(loaded, "fingerprint", None),

@@ -10,12 +10,20 @@ from buckle.evaluation.judges.base import (
     register_judge,
 )
 from buckle.evaluation.judges.harm import HarmClassifierJudge, TfidfLogRegModel
-from buckle.evaluation.judges.refusal import GCG_REFUSAL_STRINGS, RefusalKeywordJudge, is_refusal
+from buckle.evaluation.judges.refusal import (
+    DECLINE_STRINGS,
+    GCG_REFUSAL_STRINGS,
+    DeclineJudge,
+    RefusalKeywordJudge,
+    is_refusal,
+)
 from buckle.evaluation.judges.rubric import RubricJudge
 
 __all__ = [
+    "DECLINE_STRINGS",
     "GCG_REFUSAL_STRINGS",
     "JUDGE_REGISTRY",
+    "DeclineJudge",
     "HarmClassifierJudge",
     "Judge",
     "RefusalKeywordJudge",
