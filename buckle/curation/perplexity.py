@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
 from buckle.data.records import Conversation
 from buckle.generation.engine import cache_argument_name, encode_chat, stop_token_ids
+from buckle.generation.prefill import forward_shared_prefix
 
 Messages = list[dict[str, str]]
 Pair = tuple[Messages | str, str]
@@ -96,46 +96,17 @@ def _plan(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> lis
     return batches
 
 
-def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
-    first, n = seqs[0], min(len(s) for s in seqs)
-    for i in range(n):
-        if any(s[i] != first[i] for s in seqs):
-            return i
-    return n
-
-
 @torch.inference_mode()
 def _score_batch(model: Any, rows: list[list[int]], prompt_lens: list[int], pad_id: int,
                  device: torch.device, cache_kw: str) -> list[tuple[float, int]]:
     """(sum of response-token NLL, response token count) per row."""
     resp_lens = [len(r) - p for r, p in zip(rows, prompt_lens)]
-    # The prefix must end before the first position whose logits are needed (prompt_len - 1).
-    shared = _common_prefix(rows) if len(rows) > 1 else 0
-    shared = min(shared, min(prompt_lens) - 1)
-    kwargs: dict[str, Any] = {"use_cache": False}
-    if shared >= MIN_SHARED_PREFIX:
-        cache = DynamicCache()
-        head = torch.tensor([rows[0][:shared]], device=device)
-        model(input_ids=head, attention_mask=torch.ones_like(head),
-              position_ids=torch.arange(shared, device=device).unsqueeze(0),
-              use_cache=True, logits_to_keep=1, **{cache_kw: cache})
-        cache.batch_repeat_interleave(len(rows))
-        kwargs = {"use_cache": True, cache_kw: cache}
-    else:
-        shared = 0
-    tails = [r[shared:] for r in rows]
-    width = max(len(t) for t in tails)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), shared + width), dtype=torch.long)
-    mask[:, :shared] = 1
-    for i, t in enumerate(tails):
-        ids[i, width - len(t):] = torch.tensor(t)
-        mask[i, shared + width - len(t):] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
     keep = max(resp_lens) + 1  # logits at column c predict the token at column c + 1
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                   logits_to_keep=keep, **kwargs).logits
+    # The prefix must end before the first position whose logits are needed (prompt_len - 1).
+    batch = forward_shared_prefix(model, rows, pad_id=pad_id, cache_kw=cache_kw, device=device,
+                                  max_shared=min(prompt_lens) - 1, logits_to_keep=keep,
+                                  min_shared=MIN_SHARED_PREFIX)
+    logits, ids, width = batch.logits, batch.tail_ids, batch.tail_ids.shape[1]
     out = []
     for i, n in enumerate(resp_lens):  # per row: only its n scored positions go to float32
         row_logits = logits[i, keep - 1 - n:keep - 1].float()

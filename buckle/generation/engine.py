@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
+from buckle.generation.prefill import forward_shared_prefix
 from buckle.generation.sampling import SamplingParams, next_tokens
 
 Messages = list[dict[str, str]]
@@ -59,15 +59,6 @@ def cache_argument_name(model: Any) -> str:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     params = inspect.signature(base.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
-
-
-def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
-    first, n = seqs[0], min(len(s) for s in seqs)
-    for i in range(n):
-        t = first[i]
-        if any(s[i] != t for s in seqs):
-            return i
-    return n
 
 
 def encode_chat(tokenizer: Any, messages: Messages, add_generation_prompt: bool = True) -> list[int]:
@@ -177,8 +168,12 @@ class GenerationEngine:
         out_tokens: list[list[int]] = [[] for _ in prompts]
         finished: list[tuple[int, GenerationResult]] = []
 
-        cache = DynamicCache()
-        logits, mask, positions = self._prefill(prompts, cache)
+        batch = forward_shared_prefix(
+            self.model, prompts, pad_id=self.pad_id, cache_kw=self._cache_kw, device=dev,
+            max_shared=min(len(p) for p in prompts) - 1,  # every row keeps >= 1 token
+            logits_to_keep=1, min_shared=self.min_shared_prefix, keep_cache=True)
+        cache, mask, positions = batch.cache, batch.mask, batch.positions
+        logits = batch.logits[:, -1]
         next_pos = positions[:, -1:] + 1
         step = 0
         while alive:
@@ -209,41 +204,6 @@ class GenerationEngine:
                                 **{self._cache_kw: cache}).logits[:, -1]
             next_pos = next_pos + 1
         return finished
-
-    def _prefill(self, prompts: list[list[int]], cache: Any
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Fill the cache for all prompts; returns last-position logits, mask and positions.
-
-        The longest prefix shared by every prompt is run once (batch of 1) and its KV copied to
-        each row; only the distinct suffixes are run batched, left-padded *after* the prefix:
-        [prefix | pad | suffix]. Position ids come from the mask, so every row sees exactly the
-        positions it would see alone.
-        """
-        dev = self.device
-        shared = _common_prefix_len(prompts) if len(prompts) > 1 else 0
-        shared = min(shared, min(len(p) for p in prompts) - 1)  # keep >= 1 token per row
-        if shared < self.min_shared_prefix:
-            shared = 0
-        if shared:
-            head = torch.tensor([prompts[0][:shared]], device=dev)
-            self.model(input_ids=head, attention_mask=torch.ones_like(head),
-                       position_ids=torch.arange(shared, device=dev).unsqueeze(0),
-                       use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
-            cache.batch_repeat_interleave(len(prompts))
-        tails = [p[shared:] for p in prompts]
-        width = max(len(t) for t in tails)
-        input_ids = torch.full((len(tails), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(tails), shared + width), dtype=torch.long)
-        mask[:, :shared] = 1
-        for r, t in enumerate(tails):
-            input_ids[r, width - len(t):] = torch.tensor(t)
-            mask[r, shared + width - len(t):] = 1
-        input_ids, mask = input_ids.to(dev), mask.to(dev)
-        positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, shared:]
-        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                            use_cache=True, logits_to_keep=1, **{self._cache_kw: cache}
-                            ).logits[:, -1]
-        return logits, mask, positions
 
     @staticmethod
     def _crop_left_padding(cache: Any, mask: torch.Tensor) -> torch.Tensor:
