@@ -5,7 +5,6 @@ One place so the CLI, the workers and the tests agree on `BUCKLE_HOME`.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -21,18 +20,12 @@ class LibrarySettings(BaseSettings):
         default=Path("~/.cache/buckle"),
         description="Cache for converted models, fetched wheels and curated corpora.",
     )
-    default_model: str = "smollm2-135m-instruct"
 
     @property
     def home_dir(self) -> Path:
         path = self.home.expanduser()
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> LibrarySettings:
-    return LibrarySettings()
 
 
 def buckle_home() -> Path:

@@ -40,10 +40,6 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
 
-    @property
-    def max_context(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
-
 
 def models_dir() -> Path:
     path = buckle_home() / "models"
