@@ -1,0 +1,30 @@
+"""The job pipeline: validate -> curate-or-reuse -> train per policy -> evaluate -> save.
+
+`run(spec, progress, should_cancel)` is what the CLI and the Celery workers call.
+"""
+
+from buckle.pipeline.spec import (
+    CancelCheck,
+    CurationSpec,
+    Hyperparameters,
+    JobCancelled,
+    JobResult,
+    JobSpec,
+    PolicyName,
+    ProgressCallback,
+    ProgressEvent,
+    SafetySpec,
+)
+
+__all__ = [
+    "CancelCheck",
+    "CurationSpec",
+    "Hyperparameters",
+    "JobCancelled",
+    "JobResult",
+    "JobSpec",
+    "PolicyName",
+    "ProgressCallback",
+    "ProgressEvent",
+    "SafetySpec",
+]

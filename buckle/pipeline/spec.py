@@ -1,0 +1,99 @@
+"""The contract of one customization job: what it asks for (`JobSpec`), what it reports while it
+runs (`ProgressEvent`), and what it produces (`JobResult`).
+
+Why a separate module: the CLI (`buckle run JOBSPEC.yaml`), the Celery workers and the tests all
+build a `JobSpec` and read a `JobResult`; none of them should import the training or curation
+machinery to do so. Everything here is plain pydantic, JSON-serialisable, with no torch import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from buckle.errors import BuckleError
+
+PolicyName = Literal["none", "pre", "during", "post", "auto", "refusal-mix", "uncurated"]
+Stage = Literal["validate", "curate", "train", "checkpoint", "evaluate", "save", "done"]
+
+
+class Hyperparameters(BaseModel):
+    """The customer's knobs (names follow the OpenAI fine-tuning API where one exists)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_epochs: int = Field(3, ge=1, le=50)
+    batch_size: int = Field(8, ge=1, le=256)
+    learning_rate: float = Field(2e-4, gt=0, le=1e-1)
+    lora_r: int = Field(16, ge=1, le=512)
+    lora_alpha: int = Field(32, ge=1)
+    max_seq_len: int = Field(1024, ge=16)
+
+
+class CurationSpec(BaseModel):
+    """Which curated corpus a job uses: built once per (model, source, config), then reused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = "chatterbot"  # a built-in conversation source or a JSONL path
+    limit: int = Field(64, ge=1)
+    preset: Literal["quick", "paper"] = "quick"
+    overrides: dict[str, Any] = Field(default_factory=dict)  # any CurationConfig field
+
+
+class SafetySpec(BaseModel):
+    """Buckle's extension of a fine-tuning job: where and how curated data is applied."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy: PolicyName = "during"
+    curated_ratio: float = Field(0.25, gt=0, lt=1)  # share of curated items in the `during` mix
+    curation: CurationSpec = Field(default_factory=CurationSpec)
+    max_asr: float | None = Field(None, ge=0, le=1)  # `auto`: allowed ASR rise over the base
+    eval_prompts: str = "advbench"
+    eval_limit: int = Field(20, ge=1)
+    benign_prompts: str | None = "chatterbot"
+    benign_limit: int = Field(20, ge=1)
+
+
+class JobSpec(BaseModel):
+    """One job, fully resolved: paths are local files the pipeline may read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    safety: SafetySpec = Field(default_factory=SafetySpec)
+    seed: int = 0
+    work_dir: str  # checkpoints, corpus links and outputs; reusing it resumes the job
+    evaluate: bool = True
+
+
+class ProgressEvent(BaseModel):
+    """One step of progress. `fraction` is the whole job's completion in [0, 1]."""
+
+    stage: Stage
+    message: str
+    fraction: float = Field(0.0, ge=0, le=1)
+    data: dict[str, Any] = Field(default_factory=dict)  # e.g. step, loss, tokens_per_s, path
+
+
+class JobResult(BaseModel):
+    adapter_dir: str
+    adapter_sha256: dict[str, str]  # file name -> sha256 hex, for every file of the adapter
+    report_path: str | None  # safety_report.json (chart next to it), None if evaluate=False
+    safety: dict[str, Any]  # {"base": {...metrics}, "adapter": {...}, "rounds": [...]}
+    trained_tokens: int
+    checkpoints: list[dict[str, Any]]  # [{"step": int, "path": str, "metrics": {...}}]
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+CancelCheck = Callable[[], bool]
+
+
+class JobCancelled(BuckleError):
+    """Raised by the pipeline between steps when `should_cancel()` became true."""
