@@ -65,3 +65,11 @@ class DatasetFormatError(BuckleError):
             'Each line must be one JSON object: {"messages": [{"role": "user", "content": ...}, '
             '{"role": "assistant", "content": ...}]} or Alpaca {"instruction", "input", "output"}.'
         )
+
+
+class Cancelled(BuckleError):
+    """Work stopped because its caller's `should_cancel()` turned true (checked between steps).
+
+    Whatever finished before the check is kept (curated chunks, checkpoints), so running the
+    same work again continues from there.
+    """

@@ -57,6 +57,19 @@ def test_per_row_sampling_params_in_one_batch(engine, prompt_ids):
     assert len({tuple(r.token_ids) for r in together}) >= 3, "sampling grid gave no variety"
 
 
+def test_repeated_prompts_are_prefilled_once_and_sample_as_if_alone(engine, prompt_ids):
+    # Two prompts of different lengths, each sampled 3 times, interleaved: the engine prefills
+    # 2 unique rows and expands their KV by index; every sample must equal its solo run.
+    a, b = prompt_ids[3], prompt_ids[8]
+    prompts = [a, b, a, b, a, b]
+    params = [SamplingParams(max_new_tokens=12, temperature=0.9, top_p=0.9, seed=s)
+              for s in range(6)]
+    together = engine.generate(prompts, params)
+    alone = [engine.generate([p], q)[0] for p, q in zip(prompts, params)]
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert [r.prompt_tokens for r in together] == [len(p) for p in prompts]
+
+
 def test_same_seed_same_sample_different_seed_differs(engine, prompt_ids):
     p = prompt_ids[2]
     a = engine.generate([p], SamplingParams(max_new_tokens=20, temperature=1.0, seed=1))[0]

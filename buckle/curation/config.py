@@ -24,13 +24,15 @@ from buckle.errors import UnknownNameError
 Objective = Literal["maximize", "minimize"]
 DEFAULT_GRID: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
 
+# Short and concrete on purpose: small target models (the reviser is the target by default)
+# follow one plain instruction far better than a list of requirements. Measured on
+# smollm2-135m-instruct, 5 chatterbot items x 4 samples: this wording gave a safety cue in 15% of
+# samples, a longer "keep every fact ... add where it fits" prompt in 0-5%.
 DEFAULT_REVISION_PROMPT = (
-    "Rewrite the response below so that it answers the query helpfully AND is safety-conscious: "
-    "keep every fact and instruction that is correct, keep it readable, and add where it fits a "
-    "brief safety implication (risks, precautions, legal or ethical limits, or when to consult a "
-    "professional). Reply with the rewritten response only.\n\n"
-    "Query:\n{query}\n\n"
-    "Response:\n{response}"
+    "Rewrite the answer below to the question so that it stays helpful and also mentions "
+    "safety (a risk, a precaution, or when to ask an expert). Write only the new answer.\n\n"
+    "Question: {query}\n"
+    "Answer: {response}"
 )
 TEMPLATE_FIELDS = frozenset({"query", "response"})
 

@@ -23,7 +23,7 @@ from buckle.data.records import Conversation, PromptItem
 from buckle.data.validation import (
     DataFileNotFoundError,
     check_token_lengths,
-    load_conversations_jsonl,
+    collect_conversations_file,
     load_prompts_jsonl,
 )
 from buckle.errors import DatasetFormatError, LineIssue, UnknownNameError
@@ -187,6 +187,68 @@ def load_prompts(spec: str, *, limit: int | None = None, offset: int = 0) -> lis
     return _window(load_prompts_jsonl(path, source=spec), limit, offset)
 
 
+@dataclass(frozen=True)
+class SourceRows:
+    """A window of a conversation source, with where each row came from.
+
+    `lines` are 1-based line (or JSON array item) numbers in the source, so provenance and error
+    messages point at the row a user can open; `skipped` lists bad rows left out on request.
+    """
+
+    source: str
+    conversations: list[Conversation]
+    lines: list[int]
+    skipped: list[LineIssue]
+
+
+def read_conversations(
+    spec: str,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    tokenizer: Any = None,
+    max_tokens: int | None = None,
+    skip_invalid: bool = False,
+) -> SourceRows:
+    """Conversations from a source with their line numbers.
+
+    User files are checked whole: by default one bad row rejects the file (DatasetFormatError
+    listing every bad line); `skip_invalid=True` leaves bad rows out and reports them in
+    `skipped` instead (for large public corpora with a few broken items, e.g. Alpaca's empty
+    outputs). For built-ins only the requested window is length-checked, since that is all
+    the caller will use.
+    """
+    if max_tokens is not None and tokenizer is None:
+        raise ValueError("max_tokens needs a tokenizer to count tokens with")
+    builtin = _BUILTINS.get(spec)
+    if builtin is None:
+        path = _file_path(spec, "data source", _with_conversations())
+        good, issues = collect_conversations_file(path, tokenizer=tokenizer,
+                                                  max_tokens=max_tokens)
+        if issues and not skip_invalid:
+            raise DatasetFormatError(str(path), issues)
+        if not good:
+            raise DatasetFormatError(str(path), issues or [LineIssue(1, "no records; the file "
+                                                                    "is empty")])
+        window = _window(good, limit, offset)
+        return SourceRows(spec, [c for _, c in window], [n for n, _ in window], issues)
+    if builtin.conversations is None:
+        raise UnknownNameError("conversation source (this one has prompts only)", spec,
+                               _with_conversations() + list(FILE_SPECS))
+    rows = _window(builtin.conversations(), limit, offset)
+    lines = list(range(offset + 1, offset + 1 + len(rows)))
+    issues = []
+    if tokenizer is not None and max_tokens is not None:
+        issues = [LineIssue(i.line, f"item {i.line}: {i.reason}")
+                  for i in check_token_lengths(zip(lines, rows), tokenizer, max_tokens)]
+        if issues and not skip_invalid:
+            raise DatasetFormatError(spec, issues)
+        bad = {i.line for i in issues}
+        rows, lines = ([r for n, r in zip(lines, rows) if n not in bad],
+                       [n for n in lines if n not in bad])
+    return SourceRows(spec, rows, lines, issues)
+
+
 def load_conversations(
     spec: str,
     *,
@@ -195,25 +257,6 @@ def load_conversations(
     tokenizer: Any = None,
     max_tokens: int | None = None,
 ) -> list[Conversation]:
-    """Conversations from a source. With tokenizer + max_tokens, over-long ones are an error.
-
-    User files are checked whole (nothing is accepted from a bad file); for built-ins only the
-    requested window is length-checked, since that is all the caller will train on.
-    """
-    if max_tokens is not None and tokenizer is None:
-        raise ValueError("max_tokens needs a tokenizer to count tokens with")
-    builtin = _BUILTINS.get(spec)
-    if builtin is None:
-        path = _file_path(spec, "data source", _with_conversations())
-        rows = load_conversations_jsonl(path, tokenizer=tokenizer, max_tokens=max_tokens)
-        return _window(rows, limit, offset)
-    if builtin.conversations is None:
-        raise UnknownNameError("conversation source (this one has prompts only)", spec,
-                               _with_conversations() + list(FILE_SPECS))
-    rows = _window(builtin.conversations(), limit, offset)
-    if tokenizer is not None and max_tokens is not None:
-        too_long = check_token_lengths(enumerate(rows, offset + 1), tokenizer, max_tokens)
-        if too_long:
-            raise DatasetFormatError(spec, [LineIssue(i.line, f"item {i.line}: {i.reason}")
-                                            for i in too_long])
-    return rows
+    """Conversations from a source; any bad row is an error (see `read_conversations`)."""
+    return read_conversations(spec, limit=limit, offset=offset, tokenizer=tokenizer,
+                              max_tokens=max_tokens).conversations

@@ -178,6 +178,34 @@ def _no_records(source_name: str) -> DatasetFormatError:
     return DatasetFormatError(source_name, [LineIssue(1, "no records; the file is empty")])
 
 
+def collect_conversations(
+    data: Data,
+    source_name: str,
+    *,
+    tokenizer: Any = None,
+    max_tokens: int | None = None,
+    json_array: bool | None = None,
+) -> tuple[list[tuple[int, Conversation]], list[LineIssue]]:
+    """Every good record with its line (or array item) number, and every bad one's issue.
+
+    The one parser behind the strict `parse_conversation_lines` and callers that may skip bad
+    rows on request (curation sources), so both report identical line numbers and reasons.
+    """
+    if max_tokens is not None and tokenizer is None:
+        raise ValueError("max_tokens needs a tokenizer to count tokens with")
+    records, issues = read_records(data, json_array)
+    good: list[tuple[int, Conversation]] = []
+    for record in records:
+        conversation, problems = _to_conversation(record.value)
+        if conversation is not None and tokenizer is not None and max_tokens is not None:
+            problems = _too_long(conversation, tokenizer, max_tokens)
+        if problems or conversation is None:
+            issues.append(record.issue(problems))
+        else:
+            good.append((record.number, conversation))
+    return good, sorted(issues, key=lambda i: i.line)
+
+
 def parse_conversation_lines(
     data: Data,
     source_name: str,
@@ -191,22 +219,12 @@ def parse_conversation_lines(
     `json_array`: True = the data is one JSON array (a .json file); None = detect it.
     With `tokenizer` and `max_tokens`, conversations longer than the model allows are bad lines.
     """
-    if max_tokens is not None and tokenizer is None:
-        raise ValueError("max_tokens needs a tokenizer to count tokens with")
-    records, issues = read_records(data, json_array)
-    good: list[Conversation] = []
-    for record in records:
-        conversation, problems = _to_conversation(record.value)
-        if conversation is not None and tokenizer is not None and max_tokens is not None:
-            problems = _too_long(conversation, tokenizer, max_tokens)
-        if problems or conversation is None:
-            issues.append(record.issue(problems))
-        else:
-            good.append(conversation)
+    good, issues = collect_conversations(data, source_name, tokenizer=tokenizer,
+                                         max_tokens=max_tokens, json_array=json_array)
     _raise_if(issues, source_name)
     if not good:
         raise _no_records(source_name)
-    return good
+    return [conversation for _, conversation in good]
 
 
 def parse_prompt_lines(
@@ -257,6 +275,15 @@ def load_conversations_jsonl(
     data, json_array = _read_file(path)
     return parse_conversation_lines(data, str(path), tokenizer=tokenizer, max_tokens=max_tokens,
                                     json_array=json_array)
+
+
+def collect_conversations_file(
+    path: str | PathLike[str], *, tokenizer: Any = None, max_tokens: int | None = None
+) -> tuple[list[tuple[int, Conversation]], list[LineIssue]]:
+    """`collect_conversations` for a file: numbered good rows and the issues of bad ones."""
+    data, json_array = _read_file(path)
+    return collect_conversations(data, str(path), tokenizer=tokenizer, max_tokens=max_tokens,
+                                 json_array=json_array)
 
 
 def load_prompts_jsonl(path: str | PathLike[str], *, source: str | None = None) -> list[PromptItem]:

@@ -8,10 +8,7 @@ response and verdict so a number in the summary can always be traced to the text
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from buckle.atomic import atomic_write_json
 from buckle.evaluation import metrics as M
 from buckle.evaluation.judges.base import Verdict
 
@@ -148,22 +146,7 @@ class SafetyReport(BaseModel):
     def write_json(self, path: str | Path) -> Path:
         """Write atomically (temp file in the same folder + os.replace): a reader never sees a
         half-written report, and a crash leaves the previous one intact."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_json_dict(), indent=2, ensure_ascii=False,
-                          allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600, which would hide it from readers
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_json(path, self.to_json_dict())
 
     @classmethod
     def read_json(cls, path: str | Path) -> SafetyReport:

@@ -6,8 +6,9 @@ FLOPs: plain batched `generate` reaches ~25% of what a forward pass sustains. Th
 (3) drops finished rows from the batch and the KV cache at once instead of decoding padding
 until the longest row ends, (4) crops left-padding columns that no live row needs,
 (5) computes logits only for the last position during prefill, and (6) prefills a prefix
-shared by every row (the chat template's system prompt, or one prompt sampled many times during
-curation) once and shares its KV cache across the batch.
+shared by every row (the chat template's system prompt) once and shares its KV cache across the
+batch, and (7) prefills identical prompts (one curation prompt sampled over a temperature x top-p
+grid) once, expanding their KV cache to every sample by index.
 Greedy output is identical to one-prompt-at-a-time decoding (tested), so speed never changes
 what an evaluation measures.
 """
@@ -168,12 +169,21 @@ class GenerationEngine:
         out_tokens: list[list[int]] = [[] for _ in prompts]
         finished: list[tuple[int, GenerationResult]] = []
 
+        # Identical prompts (one curation prompt sampled over a whole grid) are prefilled once;
+        # their rows then share that KV by index.
+        slot: dict[tuple[int, ...], int] = {}
+        row_slot = [slot.setdefault(tuple(p), len(slot)) for p in prompts]
+        unique = [list(p) for p in slot]
         batch = forward_shared_prefix(
-            self.model, prompts, pad_id=self.pad_id, cache_kw=self._cache_kw, device=dev,
-            max_shared=min(len(p) for p in prompts) - 1,  # every row keeps >= 1 token
+            self.model, unique, pad_id=self.pad_id, cache_kw=self._cache_kw, device=dev,
+            max_shared=min(len(p) for p in unique) - 1,  # every row keeps >= 1 token
             logits_to_keep=1, min_shared=self.min_shared_prefix, keep_cache=True)
         cache, mask, positions = batch.cache, batch.mask, batch.positions
         logits = batch.logits[:, -1]
+        if len(unique) < len(prompts):
+            expand = torch.tensor(row_slot, device=dev)
+            cache.batch_select_indices(expand)
+            mask, positions, logits = mask[expand], positions[expand], logits[expand]
         next_pos = positions[:, -1:] + 1
         step = 0
         while alive:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from buckle.errors import BuckleError
+from buckle.errors import Cancelled
 
 PolicyName = Literal["none", "pre", "during", "post", "auto", "refusal-mix", "uncurated"]
 Stage = Literal["validate", "curate", "train", "checkpoint", "evaluate", "save", "done"]
@@ -95,5 +95,5 @@ ProgressCallback = Callable[[ProgressEvent], None]
 CancelCheck = Callable[[], bool]
 
 
-class JobCancelled(BuckleError):
+class JobCancelled(Cancelled):
     """Raised by the pipeline between steps when `should_cancel()` became true."""

@@ -1,0 +1,72 @@
+"""/v1/files: upload (validated whole, nothing stored on failure), list, get, content, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Form, Path, Query, UploadFile
+from fastapi.responses import FileResponse
+
+from app.api.deps import CurrentOrg, SessionDep, SettingsDep, StoreDep
+from app.models import File, epoch
+from app.schemas import FileDeleted, FileListPublic, FilePublic
+from app.services import files
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+
+def to_public(row: File) -> FilePublic:
+    return FilePublic(id=row.id, bytes=row.bytes, created_at=epoch(row.created_at),
+                      filename=row.filename, purpose=row.purpose, records=row.records,
+                      sha256=row.sha256)
+
+
+def owned_file(session: SessionDep, org_id: CurrentOrg,
+               file_id: Annotated[str, Path(description="A file id (file-…).")]) -> File:
+    return files.get(session, org_id, file_id)
+
+
+OwnedFile = Annotated[File, Depends(owned_file)]
+
+
+@router.post("", response_model=FilePublic, summary="Upload a JSONL file",
+             responses={400: {"description": "Bad purpose, or invalid lines (each listed with "
+                                             "its line number); nothing was stored"},
+                        413: {"description": "Larger than BUCKLE_MAX_UPLOAD_BYTES"}})
+def upload_file(session: SessionDep, org_id: CurrentOrg, store: StoreDep, settings: SettingsDep,
+                file: UploadFile,
+                purpose: Annotated[str, Form(description="`fine-tune` (chat/Alpaca JSONL) or "
+                                                         "`evals` (prompt set)")]) -> FilePublic:
+    data = files.read_limited(file.file, settings.max_upload_bytes)
+    return to_public(files.upload(session, store, org_id, file.filename or "", purpose, data))
+
+
+@router.get("", response_model=FileListPublic)
+def list_files(session: SessionDep, org_id: CurrentOrg,
+               after: str | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
+               purpose: str | None = None,
+               order: Literal["asc", "desc"] = "desc") -> FileListPublic:
+    rows, more = files.list_(session, org_id, after=after, limit=limit, purpose=purpose,
+                             order=order)
+    data = [to_public(r) for r in rows]
+    return FileListPublic(data=data, has_more=more, first_id=data[0].id if data else None,
+                          last_id=data[-1].id if data else None)
+
+
+@router.get("/{file_id}", response_model=FilePublic)
+def retrieve_file(row: OwnedFile) -> FilePublic:
+    return to_public(row)
+
+
+@router.get("/{file_id}/content", response_class=FileResponse,
+            responses={200: {"content": {"application/jsonl": {}}}})
+def file_content(row: OwnedFile, store: StoreDep) -> FileResponse:
+    return FileResponse(store.path(row.storage_key), media_type="application/jsonl",
+                        filename=row.filename, headers={"X-Buckle-Sha256": row.sha256})
+
+
+@router.delete("/{file_id}", response_model=FileDeleted)
+def delete_file(row: OwnedFile, session: SessionDep, store: StoreDep) -> FileDeleted:
+    file_id = row.id
+    files.delete(session, store, row)
+    return FileDeleted(id=file_id)

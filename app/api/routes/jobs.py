@@ -1,0 +1,116 @@
+"""/v1/fine_tuning/jobs: create (Idempotency-Key), list, retrieve, cancel, events (+ live
+Server-Sent Events stream), checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request, Response
+from sse_starlette.sse import EventSourceResponse
+
+from app.api.deps import CurrentOrg, OwnedJob, SessionDep, SettingsDep
+from app.core.db import new_session
+from app.errors import APIError
+from app.models import FineTuningJob
+from app.schemas import CheckpointListPublic, EventListPublic, JobCreate, JobListPublic, JobPublic
+from app.services import jobs, queue
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+log = logging.getLogger("buckle.api")
+
+
+@router.post("", response_model=JobPublic, summary="Create a fine-tuning job",
+             responses={409: {"description": "Idempotency-Key reused with another request"}})
+def create_job(body: JobCreate, session: SessionDep, org_id: CurrentOrg, response: Response,
+               idempotency_key: Annotated[str | None, Header(
+                   max_length=255, description="Retries with the same key and body return the "
+                                               "first job instead of creating another.")] = None,
+               ) -> JobPublic:
+    job, created = jobs.create(session, org_id, body, idempotency_key)
+    if created:
+        try:
+            queue.submit_job(job.id)  # after the commit: a worker can always read the row
+        except Exception as exc:
+            log.exception("could not enqueue %s", job.id)
+            jobs.mark_enqueue_failed(session, job, type(exc).__name__)
+            raise APIError(503, "The job queue is unavailable; the job was not started.",
+                           type="server_error", code="queue_unavailable") from exc
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    return jobs.to_public(job)
+
+
+@router.get("", response_model=JobListPublic)
+def list_jobs(request: Request, session: SessionDep, org_id: CurrentOrg,
+              after: str | None = None,
+              limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobListPublic:
+    # OpenAI's `metadata[key]=value` filter
+    metadata = {k[9:-1]: v for k, v in request.query_params.items()
+                if k.startswith("metadata[") and k.endswith("]")}
+    rows, more = jobs.list_(session, org_id, after=after, limit=limit, metadata=metadata)
+    return JobListPublic(data=[jobs.to_public(j) for j in rows], has_more=more)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+async def retrieve_job(job: OwnedJob) -> Response:
+    # The hot path (clients poll it): no I/O left here, so no threadpool hop, and the schema
+    # is serialized once instead of validated again against response_model.
+    return Response(jobs.to_public(job).model_dump_json(), media_type="application/json")
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job: OwnedJob, session: SessionDep) -> JobPublic:
+    return jobs.to_public(jobs.cancel(session, job))
+
+
+@router.get("/{job_id}/events", response_model=EventListPublic,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "JSON page, or with `stream=true` (or Accept: "
+                                            "text/event-stream) a live SSE stream of the events "
+                                            "oldest first, ending with `data: [DONE]` once the "
+                                            "job has finished."}})
+def list_events(request: Request, job: OwnedJob, session: SessionDep, settings: SettingsDep,
+                after: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+                stream: bool = False,
+                last_event_id: Annotated[str | None, Header()] = None):
+    if stream or "text/event-stream" in request.headers.get("accept", ""):
+        start = jobs.seq_of(session, job.id, last_event_id) if last_event_id else 0
+        return EventSourceResponse(_event_stream(job.id, start, settings.sse_poll_s),
+                                   ping=15)
+    rows, more = jobs.list_events(session, job.id, after=after, limit=limit)
+    return EventListPublic(data=[jobs.event_public(e) for e in rows], has_more=more)
+
+
+def _poll(job_id: str, seq: int) -> tuple[list[dict], int, bool]:
+    with new_session() as session:
+        events = jobs.events_since(session, job_id, seq)
+        job = session.get(FineTuningJob, job_id)
+        finished = job is None or jobs.is_terminal(job.status)
+        out = [{"id": e.id, "data": jobs.event_public(e).model_dump_json()} for e in events]
+        return out, (events[-1].seq if events else seq), finished
+
+
+async def _event_stream(job_id: str, seq: int, poll_s: float) -> AsyncIterator[dict]:
+    while True:
+        batch, seq, finished = await anyio.to_thread.run_sync(_poll, job_id, seq)
+        for item in batch:
+            yield item
+        if finished and not batch:
+            yield {"event": "done", "data": "[DONE]"}
+            return
+        if not batch:
+            await anyio.sleep(poll_s)
+
+
+@router.get("/{job_id}/checkpoints", response_model=CheckpointListPublic)
+def list_checkpoints(job: OwnedJob, session: SessionDep, after: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=100)] = 10) -> CheckpointListPublic:
+    rows, more = jobs.list_checkpoints(session, job.id, after=after, limit=limit)
+    data = [jobs.checkpoint_public(c) for c in rows]
+    return CheckpointListPublic(data=data, has_more=more, first_id=data[0].id if data else None,
+                                last_id=data[-1].id if data else None)
+
+

@@ -1,0 +1,44 @@
+"""/v1/safety/evaluations: score a base model or an adapter on a prompt set (run by a worker)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+
+from app.api.deps import CurrentOrg, SessionDep
+from app.errors import APIError
+from app.schemas import EvaluationCreate, EvaluationListPublic, EvaluationPublic
+from app.services import evaluations, queue
+
+router = APIRouter(prefix="/v1/safety/evaluations", tags=["safety"])
+log = logging.getLogger("buckle.api")
+
+
+@router.post("", response_model=EvaluationPublic)
+def create_evaluation(body: EvaluationCreate, session: SessionDep,
+                      org_id: CurrentOrg) -> EvaluationPublic:
+    row = evaluations.create(session, org_id, body)
+    try:
+        queue.submit_evaluation(row.id)
+    except Exception as exc:
+        log.exception("could not enqueue %s", row.id)
+        row.status, row.error = "failed", {"code": "queue_unavailable",
+                                           "message": "The queue is unavailable.", "param": None}
+        session.commit()
+        raise APIError(503, "The job queue is unavailable; the evaluation was not started.",
+                       type="server_error", code="queue_unavailable") from exc
+    return evaluations.to_public(row)
+
+
+@router.get("", response_model=EvaluationListPublic)
+def list_evaluations(session: SessionDep, org_id: CurrentOrg,
+                     adapter: str | None = None) -> EvaluationListPublic:
+    rows = evaluations.list_(session, org_id, adapter)
+    return EvaluationListPublic(data=[evaluations.to_public(r) for r in rows])
+
+
+@router.get("/{evaluation_id}", response_model=EvaluationPublic)
+def retrieve_evaluation(evaluation_id: str, session: SessionDep,
+                        org_id: CurrentOrg) -> EvaluationPublic:
+    return evaluations.to_public(evaluations.get(session, org_id, evaluation_id))

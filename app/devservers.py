@@ -1,0 +1,131 @@
+"""Throwaway local PostgreSQL and Redis servers for tests and benchmarks (no Docker needed).
+
+Binaries come from the Debian packages (`apt-get install postgresql redis-server`, what `.ci/run`
+does) or from `BUCKLE_PG_BIN` / `BUCKLE_REDIS_SERVER`. Each server gets its own data directory and
+a free port on 127.0.0.1, and is stopped (and its directory removed) by `stop()`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ServerUnavailable(RuntimeError):
+    """The binaries are not installed; the message says how to install them."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin() -> Path:
+    if os.environ.get("BUCKLE_PG_BIN"):
+        return Path(os.environ["BUCKLE_PG_BIN"])
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+                   key=lambda p: int(Path(p).parts[-3]))
+    if not found:
+        raise ServerUnavailable("PostgreSQL not found: run `apt-get install -y postgresql` "
+                                "(or `bash .ci/run`), or set BUCKLE_PG_BIN")
+    return Path(found[-1]).parent
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root; the Debian package creates a `postgres` user.
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    data_dir: Path
+    bin_dir: Path
+    databases: list[str] = field(default_factory=list)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        subprocess.run(_as_postgres_user([str(self.bin_dir / "createdb"), "-h", "127.0.0.1",
+                                          "-p", str(self.port), "-U", "postgres", name]),
+                       check=True, capture_output=True)
+        return self.url(name)
+
+    def stop(self) -> None:
+        subprocess.run(_as_postgres_user([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir),
+                                          "-m", "immediate", "-w", "stop"]), capture_output=True,
+                       check=False)
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def start_postgres() -> PostgresServer:
+    bin_dir = _pg_bin()
+    root = Path(tempfile.mkdtemp(prefix="buckle-pg-"))
+    data = root / "data"
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    port = free_port()
+    subprocess.run(_as_postgres_user([str(bin_dir / "initdb"), "-D", str(data), "--auth=trust",
+                                      "-U", "postgres", "-E", "UTF8", "--no-sync"]),
+                   check=True, capture_output=True)
+    opts = (f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=200")
+    subprocess.run(_as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-w",
+                                      "-l", str(data / "log"), "-o", opts, "start"]),
+                   check=True, capture_output=True)
+    return PostgresServer(port=port, data_dir=data, bin_dir=bin_dir)
+
+
+def _redis_binary() -> str:
+    found = os.environ.get("BUCKLE_REDIS_SERVER") or shutil.which("redis-server")
+    if not found:
+        raise ServerUnavailable("redis-server not found: run `apt-get install -y redis-server` "
+                                "(or `bash .ci/run`), or set BUCKLE_REDIS_SERVER")
+    return found
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen
+    work_dir: Path
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def start_redis() -> RedisServer:
+    binary = _redis_binary()
+    work = Path(tempfile.mkdtemp(prefix="buckle-redis-"))
+    port = free_port()
+    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(work), "--databases", "64"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return RedisServer(port=port, process=proc, work_dir=work)
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"redis-server did not answer on port {port}")

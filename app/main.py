@@ -1,0 +1,60 @@
+"""The FastAPI application: routers, the one error shape, metrics, the upload size guard."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import FastAPI
+
+from app import errors
+from app.api.routes import adapters, files, health, jobs, models, safety
+from app.core.config import get_settings
+from app.metrics import MetricsMiddleware
+
+DESCRIPTION = """
+Buckle fine-tunes LoRA adapters that stay safe: customer data is mixed with curated,
+safety-conscious data (CTRL) before, during or after training, and every released adapter
+ships with a measured safety report. The API follows OpenAI's fine-tuning API, so the official
+`openai` SDK works by changing `base_url`; Buckle's `safety` options travel in `extra_body`.
+
+Authenticate with `Authorization: Bearer <api key>` (keys: `buckle admin create-key`).
+Errors always have the shape `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+
+class UploadSizeGuard:
+    """Refuses an oversize upload from its Content-Length, before the body is read."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/files":
+            limit = get_settings().max_upload_bytes
+            length = dict(scope["headers"]).get(b"content-length")
+            # multipart framing adds a little; the exact file size is checked again after
+            if length is not None and int(length) > limit + 64 * 1024:
+                body = json.dumps(errors.error_body(
+                    f"File is larger than the limit of {limit} bytes; split it or ask the "
+                    "operator to raise BUCKLE_MAX_UPLOAD_BYTES.", "invalid_request_error",
+                    "file_too_large", "file")).encode()
+                await send({"type": "http.response.start", "status": 413,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode()),
+                                        (b"connection", b"close")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="Buckle", version="0.1.0", description=DESCRIPTION)
+    errors.install(app)
+    for module in (files, jobs, adapters, models, safety, health):
+        app.include_router(module.router)
+    app.add_middleware(UploadSizeGuard)
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,297 @@
+"""API schemas: one family per resource (`…Create` in, `…Public` / `…ListPublic` out).
+
+Field names and shapes follow the OpenAI fine-tuning API so the official SDK works unchanged;
+Buckle's additions (`safety`, `safety_scores`, `progress`) are extra fields it ignores.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.core.config import BASE_LEARNING_RATE
+from buckle.pipeline.spec import SafetySpec
+
+SAFETY_EXAMPLE = {
+    "policy": "during",
+    "curated_ratio": 0.25,
+    "curation": {"source": "chatterbot", "limit": 64, "preset": "quick"},
+    "max_asr": None,
+}
+
+
+class ListPublic(BaseModel):
+    object: Literal["list"] = "list"
+    has_more: bool = False
+
+
+# Files ---------------------------------------------------------------------------------------
+
+class FilePublic(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: Literal["processed"] = "processed"
+    status_details: str | None = None
+    records: int = Field(description="Valid records (conversations or prompts) in the file.")
+    sha256: str
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "file-0193a1b2c3d4e5f6a7b8", "object": "file", "bytes": 2048,
+        "created_at": 1732790000, "filename": "train.jsonl", "purpose": "fine-tune",
+        "status": "processed", "status_details": None, "records": 12,
+        "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}]})
+
+
+class FileListPublic(ListPublic):
+    data: list[FilePublic]
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+# Fine-tuning jobs ----------------------------------------------------------------------------
+
+Auto = Literal["auto"]
+
+
+class HyperparametersIn(BaseModel):
+    """`auto` (or absent) means Buckle's default: 3 epochs, batch 8, multiplier 1.0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_epochs: int | Auto = Field("auto", description="Passes over the training file (1-50).")
+    batch_size: int | Auto = Field("auto", description="Examples per optimizer step (1-256).")
+    learning_rate_multiplier: float | Auto = Field(
+        "auto", description=f"LoRA learning rate = multiplier × {BASE_LEARNING_RATE:g} "
+                            "(0 < multiplier ≤ 100).")
+
+    @field_validator("n_epochs")
+    @classmethod
+    def _epochs(cls, v: int | str) -> int | str:
+        if v != "auto" and not 1 <= v <= 50:
+            raise ValueError("n_epochs must be between 1 and 50")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, v: int | str) -> int | str:
+        if v != "auto" and not 1 <= v <= 256:
+            raise ValueError("batch_size must be between 1 and 256")
+        return v
+
+    @field_validator("learning_rate_multiplier")
+    @classmethod
+    def _lr(cls, v: float | str) -> float | str:
+        if v != "auto" and not 0 < v <= 100:
+            raise ValueError("learning_rate_multiplier must be > 0 and ≤ 100")
+        return v
+
+    def resolved(self) -> dict[str, Any]:
+        return {
+            "n_epochs": 3 if self.n_epochs == "auto" else self.n_epochs,
+            "batch_size": 8 if self.batch_size == "auto" else self.batch_size,
+            "learning_rate_multiplier": (1.0 if self.learning_rate_multiplier == "auto"
+                                         else float(self.learning_rate_multiplier)),
+        }
+
+
+class SupervisedMethod(BaseModel):
+    hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
+
+
+class MethodIn(BaseModel):
+    """OpenAI's newer way to pass hyperparameters; only `supervised` exists in Buckle."""
+
+    type: Literal["supervised"] = "supervised"
+    supervised: SupervisedMethod | None = None
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "model": "smollm2-135m-instruct", "training_file": "file-0193a1b2c3d4e5f6a7b8",
+        "hyperparameters": {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 1.0},
+        "suffix": "support-bot", "seed": 7, "metadata": {"team": "support"},
+        "safety": SAFETY_EXAMPLE}]})
+
+    model: str = Field(description="A base model from GET /v1/models (owned_by buckle).")
+    training_file: str
+    validation_file: str | None = None
+    hyperparameters: HyperparametersIn | None = None
+    method: MethodIn | None = None
+    suffix: str | None = Field(None, min_length=1, max_length=64,
+                               pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    metadata: dict[str, str] | None = None
+    integrations: list[dict[str, Any]] | None = None  # accepted for SDK compatibility; unused
+    safety: SafetySpec = Field(
+        default_factory=SafetySpec,
+        description="Buckle extension (SDK: `extra_body={'safety': {...}}`). `policy`: none "
+                    "(plain fine-tune), pre (immunize on curated data first), during (mix "
+                    "curated data into the customer's, default), post (restore afterwards), "
+                    "auto (`during`, then `post` rounds until ASR ≤ base + `max_asr`). "
+                    "`curated_ratio` (0.25): curated share of the `during` mix. `curation`: "
+                    "which corpus (source chatterbot, limit 64, preset quick); corpora are "
+                    "built once per (model, source, config) and reused.",
+        examples=[SAFETY_EXAMPLE])
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is not None and (len(v) > 16 or any(len(k) > 64 or len(x) > 512
+                                                 for k, x in v.items())):
+            raise ValueError("metadata: at most 16 keys, keys ≤ 64 and values ≤ 512 characters")
+        return v
+
+    def hyperparameters_in(self) -> HyperparametersIn:
+        if self.method is not None and self.method.supervised is not None:
+            return self.method.supervised.hyperparameters
+        return self.hyperparameters or HyperparametersIn()
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class HyperparametersPublic(BaseModel):
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+
+
+class JobPublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    error: JobError | None = None
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    hyperparameters: HyperparametersPublic
+    method: dict[str, Any]
+    model: str
+    organization_id: str
+    result_files: list[str] = Field(default_factory=list)
+    seed: int
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+    trained_tokens: int | None = None
+    training_file: str
+    validation_file: str | None = None
+    integrations: list[dict[str, Any]] | None = None
+    estimated_finish: int | None = None
+    metadata: dict[str, str] | None = None
+    user_provided_suffix: str | None = None
+    # Buckle extensions
+    safety: dict[str, Any]
+    safety_scores: dict[str, Any] | None = Field(
+        None, description="Measured safety of the base model and the released adapter.")
+    progress: float = Field(0.0, description="Percent complete (0-100).")
+
+
+class JobListPublic(ListPublic):
+    data: list[JobPublic]
+
+
+class EventPublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: str
+    message: str
+    type: str = "message"
+    data: dict[str, Any] | None = None
+
+
+class EventListPublic(ListPublic):
+    data: list[EventPublic]
+
+
+class CheckpointPublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: dict[str, Any]
+    step_number: int
+
+
+class CheckpointListPublic(ListPublic):
+    data: list[CheckpointPublic]
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+# Adapters and models -------------------------------------------------------------------------
+
+class AdapterPublic(BaseModel):
+    id: str
+    object: Literal["adapter"] = "adapter"
+    created_at: int
+    base_model: str
+    policy: str
+    fine_tuning_job_id: str
+    sha256: str = Field(description="sha256 of the archive served by /content.")
+    bytes: int
+    files: dict[str, str] = Field(description="sha256 of each PEFT file in the archive.")
+    safety_report: dict[str, Any] | None = None
+
+
+class AdapterListPublic(ListPublic):
+    data: list[AdapterPublic]
+
+
+class ModelPublic(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelListPublic(ListPublic):
+    data: list[ModelPublic]
+
+
+# Safety evaluations --------------------------------------------------------------------------
+
+class EvaluationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "model": "ft:smollm2-135m-instruct:support-bot:0193a1b2c3d4",
+        "prompts": "advbench", "limit": 20, "benign": "chatterbot", "benign_limit": 20}]})
+
+    model: str = Field(description="A base model or one of your adapters (fine_tuned_model).")
+    prompts: str = Field("advbench", description="A named prompt set (advbench, harmful-qa, "
+                                                 "chatterbot) or a file id uploaded with "
+                                                 "purpose `evals`.")
+    limit: int = Field(20, ge=1, le=1000)
+    benign: str | None = Field("chatterbot", description="Prompt set for over-refusal, or null.")
+    benign_limit: int = Field(20, ge=1, le=1000)
+    judges: list[Literal["refusal", "harm"]] = Field(default_factory=lambda: ["refusal", "harm"],
+                                                     min_length=1)
+
+
+class EvaluationPublic(BaseModel):
+    id: str
+    object: Literal["safety.evaluation"] = "safety.evaluation"
+    created_at: int
+    finished_at: int | None = None
+    model: str
+    adapter_id: str | None = None
+    status: Literal["queued", "running", "succeeded", "failed"]
+    config: dict[str, Any]
+    report: dict[str, Any] | None = None
+    error: JobError | None = None
+
+
+class EvaluationListPublic(ListPublic):
+    data: list[EvaluationPublic]

@@ -1,0 +1,1 @@
+"""One service module per resource; each public function owns its transaction."""

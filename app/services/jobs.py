@@ -1,0 +1,243 @@
+"""Fine-tuning jobs: creation (idempotent), listing, cancellation, events and checkpoints.
+
+The state machine is `validating_files → queued → running → succeeded | failed | cancelled`.
+Every transition is a conditional UPDATE on the expected current state, so the API cancelling a
+job and a worker finishing it can race without either overwriting the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.errors import APIError, bad_request
+from app.ids import new_id
+from app.models import Checkpoint, File, FineTuningJob, JobEvent, epoch, utcnow
+from app.schemas import (
+    CheckpointPublic,
+    EventPublic,
+    HyperparametersPublic,
+    JobCreate,
+    JobPublic,
+)
+from app.services.base_models import base_models
+
+ACTIVE = ("validating_files", "queued", "running")
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def request_hash(body: JobCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _by_idempotency_key(session: Session, org_id: str, key: str) -> FineTuningJob | None:
+    return session.scalar(select(FineTuningJob).where(FineTuningJob.org_id == org_id,
+                                                      FineTuningJob.idempotency_key == key))
+
+
+def _replay(existing: FineTuningJob, digest: str) -> FineTuningJob:
+    if existing.request_hash != digest:
+        raise APIError(409, "This Idempotency-Key was already used with a different request "
+                            f"(job {existing.id}); use a new key for a new job.",
+                       code="idempotency_key_reused", param="Idempotency-Key")
+    return existing
+
+
+def _training_file(session: Session, org_id: str, file_id: str, param: str) -> File:
+    row = session.get(File, file_id)
+    if row is None or row.org_id != org_id:
+        raise bad_request(f"No such file: {file_id!r} (upload it with POST /v1/files first)",
+                          param=param, code="file_not_found")
+    if row.purpose != "fine-tune":
+        raise bad_request(f"File {file_id} has purpose {row.purpose!r}; training and "
+                          "validation files need purpose 'fine-tune'", param=param,
+                          code="invalid_file_purpose")
+    return row
+
+
+def create(session: Session, org_id: str, body: JobCreate,
+           idempotency_key: str | None) -> tuple[FineTuningJob, bool]:
+    """(job, created). A repeated Idempotency-Key with the same body returns the first job."""
+    digest = request_hash(body)
+    if idempotency_key and (existing := _by_idempotency_key(session, org_id, idempotency_key)):
+        return _replay(existing, digest), False
+    known = base_models()
+    if body.model not in known:
+        raise bad_request(f"Model {body.model!r} is not available for fine-tuning; base models: "
+                          + ", ".join(sorted(known)), param="model", code="model_not_available")
+    _training_file(session, org_id, body.training_file, "training_file")
+    if body.validation_file:
+        _training_file(session, org_id, body.validation_file, "validation_file")
+    job = FineTuningJob(
+        id=new_id("ftjob"), org_id=org_id, model=body.model, training_file=body.training_file,
+        validation_file=body.validation_file, hyperparameters=body.hyperparameters_in().resolved(),
+        safety=body.safety.model_dump(mode="json"), suffix=body.suffix,
+        seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+        metadata_=body.metadata, status="validating_files", progress=0.0, attempts=0,
+        idempotency_key=idempotency_key, request_hash=digest, enqueued_at=utcnow(),
+        created_at=utcnow())
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, f"Validating training file: {body.training_file}")
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # a concurrent request with the same Idempotency-Key won the race
+        existing = _by_idempotency_key(session, org_id, idempotency_key) if idempotency_key \
+            else None
+        if existing is None:
+            raise
+        return _replay(existing, digest), False
+    return job, True
+
+
+def mark_enqueue_failed(session: Session, job: FineTuningJob, reason: str) -> None:
+    fail(session, job.id, "queue_unavailable",
+         f"The job could not be queued ({reason}); nothing ran. Try again.", expect=ACTIVE)
+
+
+def get(session: Session, org_id: str, job_id: str) -> FineTuningJob | None:
+    job = session.get(FineTuningJob, job_id)
+    return job if job is not None and job.org_id == org_id else None
+
+
+def list_(session: Session, org_id: str, *, after: str | None, limit: int,
+          metadata: dict[str, str]) -> tuple[Sequence[FineTuningJob], bool]:
+    q = select(FineTuningJob).where(FineTuningJob.org_id == org_id)
+    if after:
+        q = q.where(FineTuningJob.id < after)
+    q = q.order_by(FineTuningJob.id.desc())
+    if metadata:  # filtered in Python: JSON operators differ between SQLite and PostgreSQL
+        rows = [j for j in session.scalars(q)
+                if all((j.metadata_ or {}).get(k) == v for k, v in metadata.items())]
+        return rows[:limit], len(rows) > limit
+    rows = list(session.scalars(q.limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def transition(session: Session, job_id: str, expect: Sequence[str], *,
+               owner: str | None = None, **values: Any) -> bool:
+    """Set `values` only if the job is still in one of `expect` (and, given `owner`, still
+    leased by that worker); True if it was."""
+    q = update(FineTuningJob).where(FineTuningJob.id == job_id, FineTuningJob.status.in_(expect))
+    if owner is not None:
+        q = q.where(FineTuningJob.lease_owner == owner)
+    result = session.execute(q.values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def fail(session: Session, job_id: str, code: str, message: str, param: str | None = None,
+         expect: Sequence[str] = ACTIVE, owner: str | None = None) -> bool:
+    ok = transition(session, job_id, expect, owner=owner, status="failed", finished_at=utcnow(),
+                    error={"code": code, "message": message, "param": param},
+                    lease_owner=None, lease_expires_at=None)
+    if ok:
+        add_event(session, job_id, f"Fine-tuning job failed: {message}", level="error")
+    session.commit()
+    return ok
+
+
+def cancel(session: Session, job: FineTuningJob) -> FineTuningJob:
+    if job.status == "cancelled":
+        return job
+    if job.status in TERMINAL:
+        raise bad_request(f"Job {job.id} has already {job.status}; only unfinished jobs can be "
+                          "cancelled", code="job_not_cancellable")
+    # Cancelled at once, like OpenAI; a worker running it sees the state at its next
+    # should_cancel() poll, stops between steps and never overwrites the state.
+    if transition(session, job.id, ACTIVE, status="cancelled", finished_at=utcnow()):
+        add_event(session, job.id, "Fine-tuning job cancelled by the user")
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def add_event(session: Session, job_id: str, message: str, *, level: str = "info",
+              type: str = "message", data: dict[str, Any] | None = None) -> JobEvent:
+    event = JobEvent(id=new_id("ftevent"), job_id=job_id, level=level, type=type,
+                     message=message, data=data, created_at=utcnow())
+    session.add(event)
+    return event
+
+
+def list_events(session: Session, job_id: str, *, after: str | None,
+                limit: int) -> tuple[list[JobEvent], bool]:
+    """Newest first, like OpenAI; `after` = the last event id of the previous page."""
+    q = select(JobEvent).where(JobEvent.job_id == job_id)
+    if after:
+        seq = session.scalar(select(JobEvent.seq).where(JobEvent.id == after,
+                                                        JobEvent.job_id == job_id))
+        if seq is None:
+            raise bad_request(f"No such event in this job: {after!r}", param="after")
+        q = q.where(JobEvent.seq < seq)
+    rows = list(session.scalars(q.order_by(JobEvent.seq.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def events_since(session: Session, job_id: str, seq: int) -> list[JobEvent]:
+    """Oldest first after `seq`: what the live stream sends next."""
+    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id,
+                                                       JobEvent.seq > seq)
+                                .order_by(JobEvent.seq).limit(500)))
+
+
+def seq_of(session: Session, job_id: str, event_id: str) -> int:
+    return session.scalar(select(JobEvent.seq).where(JobEvent.id == event_id,
+                                                     JobEvent.job_id == job_id)) or 0
+
+
+def list_checkpoints(session: Session, job_id: str, *, after: str | None,
+                     limit: int) -> tuple[list[Checkpoint], bool]:
+    q = select(Checkpoint).where(Checkpoint.job_id == job_id)
+    if after:
+        step = session.scalar(select(Checkpoint.step).where(Checkpoint.id == after,
+                                                            Checkpoint.job_id == job_id))
+        if step is None:
+            raise bad_request(f"No such checkpoint in this job: {after!r}", param="after")
+        q = q.where(Checkpoint.step < step)
+    rows = list(session.scalars(q.order_by(Checkpoint.step.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+# Public shapes -------------------------------------------------------------------------------
+
+def to_public(job: FineTuningJob) -> JobPublic:
+    hp = HyperparametersPublic(**job.hyperparameters)
+    return JobPublic(
+        id=job.id, created_at=epoch(job.created_at), error=job.error,
+        fine_tuned_model=job.fine_tuned_model, finished_at=epoch(job.finished_at),
+        hyperparameters=hp, model=job.model, organization_id=job.org_id,
+        method={"type": "supervised", "supervised": {"hyperparameters": hp.model_dump()}},
+        result_files=[], seed=job.seed, status=job.status, trained_tokens=job.trained_tokens,
+        training_file=job.training_file, validation_file=job.validation_file,
+        metadata=job.metadata_, user_provided_suffix=job.suffix, safety=job.safety,
+        safety_scores=job.safety_scores, progress=round(job.progress or 0.0, 1))
+
+
+def event_public(event: JobEvent) -> EventPublic:
+    return EventPublic(id=event.id, created_at=epoch(event.created_at), level=event.level,
+                       message=event.message, type=event.type, data=event.data)
+
+
+def checkpoint_public(ckpt: Checkpoint) -> CheckpointPublic:
+    return CheckpointPublic(id=ckpt.id, created_at=epoch(ckpt.created_at),
+                            fine_tuned_model_checkpoint=f"{ckpt.job_id}:ckpt-step-{ckpt.step}",
+                            fine_tuning_job_id=ckpt.job_id, metrics=ckpt.metrics or {},
+                            step_number=ckpt.step)
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL
+
+
+def now() -> datetime:
+    return utcnow()

@@ -1,0 +1,244 @@
+"""CTRL's beam search over sampled revisions, for a batch of items at once.
+
+Per round, every beam member of every item is sent to the reviser once per (temperature, top_p)
+grid point; all those requests go to the engine together, so identical prompts (one member x 25
+grid points) are prefilled once and decoded in large batches. New texts are deduplicated per
+item, scored (perplexity under the *target* model, in length-sorted batches, plus the text
+scorers), filtered by the quality floors, and the top `beam` survivors by the objective key
+become the next round's members. The original is never a survivor: if no revision passes the
+floors the item keeps its original response and says so.
+
+Sampling seeds derive from (config seed, item index, round, member, grid point) only, so an
+item's result does not depend on which other items share its batch, and a resumed run redoes
+exactly what an uninterrupted one would have done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from buckle.curation.config import CurationConfig
+from buckle.curation.objective import QualityScorers, Scores, floor_failures, objective_key
+from buckle.curation.perplexity import response_perplexities
+from buckle.data.records import Conversation, Message
+from buckle.generation.engine import GenerationEngine, encode_chat
+from buckle.generation.sampling import SamplingParams
+
+KEPT_ORIGINAL = "no revision passed the quality floors; original kept"
+# Preambles small models put before the text they were asked for ("Rewritten response:", ...).
+_PREAMBLE = re.compile(
+    r"^\s*(?:(?:here(?:'s| is) (?:the |a |my )?)?(?:rewritten|revised|updated|improved|"
+    r"safety-conscious)?\s*(?:response|answer|version)\s*(?:is)?\s*:)\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One response text with where it came from and how it scored."""
+
+    text: str
+    round: int  # 0 = the original response
+    temperature: float | None
+    top_p: float | None
+    scores: Scores
+    key: float  # objective_key; higher is better
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "round": self.round, "temperature": self.temperature,
+                "top_p": self.top_p, "scores": self.scores.to_dict(), "key": self.key}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        return cls(text=d["text"], round=d["round"], temperature=d["temperature"],
+                   top_p=d["top_p"], scores=Scores.from_dict(d["scores"]), key=d["key"])
+
+
+@dataclass
+class RoundLog:
+    """Counts for one item in one round: what was sampled, and what survived each filter."""
+
+    round: int
+    sampled: int = 0
+    empty_or_truncated: int = 0
+    duplicates: int = 0
+    scored: int = 0
+    below_floor: int = 0
+    best_key: float | None = None
+
+
+@dataclass
+class CuratedItem:
+    """The outcome for one source item, with its full provenance."""
+
+    index: int  # position in the corpus (stable across chunking and resume)
+    line: int  # line / item number in the source
+    original: Conversation
+    original_scores: Scores
+    chosen: Candidate
+    revised: bool
+    note: str
+    rounds: list[RoundLog] = field(default_factory=list)
+
+    @property
+    def curated(self) -> Conversation:
+        """The original conversation with its final reply replaced by the chosen text."""
+        reply = Message(role="assistant", content=self.chosen.text)
+        return Conversation(messages=(*self.original.prompt_messages, reply))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "line": self.line,
+                "original": self.original.model_dump(mode="json"),
+                "original_scores": self.original_scores.to_dict(),
+                "chosen": self.chosen.to_dict(), "revised": self.revised, "note": self.note,
+                "rounds": [vars(r) for r in self.rounds]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CuratedItem:
+        return cls(index=d["index"], line=d["line"],
+                   original=Conversation.model_validate(d["original"]),
+                   original_scores=Scores.from_dict(d["original_scores"]),
+                   chosen=Candidate.from_dict(d["chosen"]), revised=d["revised"],
+                   note=d["note"], rounds=[RoundLog(**r) for r in d["rounds"]])
+
+
+def clean_revision(text: str) -> str:
+    """The revision without a "Rewritten response:" preamble or wrapping quotes."""
+    text = _PREAMBLE.sub("", text.strip(), count=1).strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text
+
+
+def sample_seed(base: int, item: int, round_: int, member: int, point: int) -> int:
+    """A 63-bit seed fixed by the request's coordinates, never by batch layout."""
+    digest = hashlib.sha256(f"{base}/{item}/{round_}/{member}/{point}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@dataclass
+class _Request:
+    item: int  # position in this call's item list
+    member: int
+    point: int
+
+
+class BeamSearch:
+    """Runs the search for many items; holds the models and resolved scorers for one config.
+
+    `target_model`/`target_tokenizer` define perplexity (the model being protected); `reviser`
+    writes the revisions (the same model by default, as in the paper).
+    """
+
+    def __init__(self, config: CurationConfig, *, target_model: Any, target_tokenizer: Any,
+                 reviser: GenerationEngine, batch_tokens: int | None = None) -> None:
+        self.config = config
+        self.model, self.tokenizer = target_model, target_tokenizer
+        self.reviser = reviser
+        self.scorers = QualityScorers.from_config(config)
+        self.batch_tokens = batch_tokens
+
+    def run(self, items: Sequence[Conversation], indices: Sequence[int], lines: Sequence[int],
+            *, on_round: Callable[[int, int], None] | None = None,
+            on_candidate: Callable[[int, Candidate, list[str]], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> list[CuratedItem] | None:
+        """Curate `items` (with their corpus indices and source lines). Returns None if
+        `should_stop()` turned true between rounds (nothing partial is returned).
+
+        `on_round(round, requests)` reports progress; `on_candidate(item, candidate,
+        failed_floors)` sees every scored candidate (for audits and tests).
+        """
+        cfg = self.config
+        originals = self._score([(c, c.response) for c in items])
+        original_cands = [Candidate(c.response, 0, None, None, s, objective_key(s, cfg))
+                          for c, s in zip(items, originals)]
+        survivors: list[list[Candidate]] = [[] for _ in items]
+        seen: list[set[str]] = [{c.response.strip()} for c in items]
+        logs: list[list[RoundLog]] = [[] for _ in items]
+        for round_ in range(1, cfg.rounds + 1):
+            if should_stop is not None and should_stop():
+                return None
+            members = [s or [o] for s, o in zip(survivors, original_cands)]
+            requests, results = self._sample(items, indices, members, round_)
+            fresh = self._collect(items, requests, results, seen, logs, round_)
+            scored = self._score([(items[i], text) for i, text, _, _ in fresh])
+            for (i, text, temp, top_p), scores in zip(fresh, scored):
+                candidate = Candidate(text, round_, temp, top_p, scores,
+                                      objective_key(scores, cfg))
+                failed = floor_failures(scores, originals[i], cfg.quality_floor)
+                if on_candidate is not None:
+                    on_candidate(i, candidate, failed)
+                if failed:
+                    logs[i][-1].below_floor += 1
+                else:
+                    survivors[i].append(candidate)
+            for i, pool in enumerate(survivors):
+                # Ties broken by text so the order never depends on arrival order.
+                pool.sort(key=lambda c: (-c.key, c.text))
+                del pool[cfg.beam:]
+                logs[i][-1].best_key = pool[0].key if pool else None
+            if on_round is not None:
+                on_round(round_, len(requests))
+        return [self._outcome(items[i], indices[i], lines[i], originals[i], original_cands[i],
+                              survivors[i], logs[i]) for i in range(len(items))]
+
+    # ------------------------------------------------------------------ steps
+    def _sample(self, items: Sequence[Conversation], indices: Sequence[int],
+                members: list[list[Candidate]], round_: int) -> tuple[list[_Request], list[Any]]:
+        cfg = self.config
+        prompts: list[list[int]] = []
+        params: list[SamplingParams] = []
+        requests: list[_Request] = []
+        for i, (item, beam) in enumerate(zip(items, members)):
+            for m, member in enumerate(beam):
+                message = cfg.render_revision_prompt(item.prompt, member.text)
+                ids = encode_chat(self.reviser.tokenizer, [{"role": "user", "content": message}])
+                for g, (temp, top_p) in enumerate(cfg.grid):
+                    seed = sample_seed(cfg.seed, indices[i], round_, m, g)
+                    prompts.append(ids)
+                    params.append(SamplingParams(max_new_tokens=cfg.max_new_tokens,
+                                                 temperature=temp, top_p=top_p, seed=seed))
+                    requests.append(_Request(i, m, g))
+        return requests, self.reviser.generate(prompts, params)
+
+    def _collect(self, items: Sequence[Conversation], requests: list[_Request], results: list[Any],
+                 seen: list[set[str]], logs: list[list[RoundLog]],
+                 round_: int) -> list[tuple[int, str, float, float]]:
+        """New, complete, distinct texts per item (truncated ones would teach cut-off replies)."""
+        for log in logs:
+            log.append(RoundLog(round_))
+        fresh = []
+        for req, res in zip(requests, results):
+            log = logs[req.item][-1]
+            log.sampled += 1
+            text = clean_revision(res.text)
+            if not text or res.finish_reason != "stop":
+                log.empty_or_truncated += 1
+                continue
+            if text in seen[req.item]:
+                log.duplicates += 1
+                continue
+            seen[req.item].add(text)
+            log.scored += 1
+            temp, top_p = self.config.grid[req.point]
+            fresh.append((req.item, text, temp, top_p))
+        return fresh
+
+    def _score(self, pairs: list[tuple[Conversation, str]]) -> list[Scores]:
+        if not pairs:
+            return []
+        ppl = response_perplexities(
+            self.model, self.tokenizer,
+            [([m.model_dump() for m in conv.prompt_messages], text) for conv, text in pairs],
+            batch_tokens=self.batch_tokens)
+        return [self.scorers.score(conv.prompt, text, p) for (conv, text), p in zip(pairs, ppl)]
+
+    @staticmethod
+    def _outcome(item: Conversation, index: int, line: int, original_scores: Scores,
+                 original: Candidate, pool: list[Candidate], log: list[RoundLog]) -> CuratedItem:
+        if pool:
+            return CuratedItem(index, line, item, original_scores, pool[0], True, "revised", log)
+        return CuratedItem(index, line, item, original_scores, original, False, KEPT_ORIGINAL,
+                           log)

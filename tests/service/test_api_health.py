@@ -1,0 +1,29 @@
+"""Health, readiness (database + broker) and Prometheus metrics."""
+
+from __future__ import annotations
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_checks_database_and_broker(client):
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_readyz_reports_a_dead_broker(client, monkeypatch):
+    from app.core.config import get_settings
+
+    monkeypatch.setenv("BUCKLE_BROKER_URL", "redis://127.0.0.1:1/0")
+    get_settings.cache_clear()
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.json()["checks"]["broker"] != "ok"
+
+
+def test_metrics_expose_requests_and_jobs(client, org):
+    client.get("/v1/files", headers=org.headers)
+    text = client.get("/metrics").text
+    assert 'buckle_http_requests_total{method="GET",route="/v1/files",status="200"}' in text
+    assert "buckle_jobs" in text

@@ -1,0 +1,496 @@
+"""What the tasks do: validate a job's files, run its pipeline under a lease, record results.
+
+Exactly-once in effect, on an at-least-once queue: a job is run only by the worker holding its
+lease (a row-level `UPDATE … WHERE lease free`), which renews it while working. A duplicate
+delivery finds the lease held and retries later; a worker that died stops renewing, so after
+`lease_ttl_s` any worker's recovery loop re-sends the job and the next worker resumes it from
+its work dir (the pipeline's last checkpoint). Progress becomes job events and a percentage;
+checkpoints and curated corpora are recorded in the registry as the pipeline reports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import socket
+import tarfile
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+
+import buckle.errors
+from app.core.config import BASE_LEARNING_RATE, get_settings
+from app.core.db import session_scope
+from app.ids import new_id
+from app.models import (
+    Adapter,
+    Checkpoint,
+    CuratedCorpus,
+    File,
+    FineTuningJob,
+    SafetyEvaluation,
+    utcnow,
+)
+from app.services import files as file_service
+from app.services import jobs
+from app.storage import LocalArtifactStore, file_sha256, get_store
+from buckle.errors import BuckleError, DatasetFormatError
+from buckle.pipeline.spec import (
+    Hyperparameters,
+    JobCancelled,
+    JobResult,
+    JobSpec,
+    ProgressEvent,
+    SafetySpec,
+)
+
+log = logging.getLogger("buckle.worker")
+# Anything the pipeline raises when should_cancel() turned true (curation may raise the base).
+CANCELLED = getattr(buckle.errors, "Cancelled", JobCancelled)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _worker_id() -> str:
+    # per process: a forked pool child must not reuse its parent's identity
+    return f"{socket.gethostname()}:{os.getpid()}:{WORKER_ID.rsplit(':', 1)[1]}"
+
+
+# Validation (light queue) --------------------------------------------------------------------
+
+def validate(job_id: str) -> None:
+    with session_scope() as session:
+        job = session.get(FineTuningJob, job_id)
+        if job is None or job.status != "validating_files":
+            return  # cancelled, or validated by an earlier delivery
+        for param in ("training_file", "validation_file"):
+            file_id = getattr(job, param)
+            if not file_id:
+                continue
+            row = session.get(File, file_id)
+            if row is None or row.org_id != job.org_id:
+                jobs.fail(session, job_id, "file_not_found", f"File {file_id} no longer exists",
+                          param, expect=("validating_files",))
+                return
+            try:
+                data = get_store().path(row.storage_key).read_bytes()
+                file_service.validate_content(data, row.filename, "fine-tune")
+            except Exception as exc:  # noqa: BLE001 - any unreadable file fails the job
+                message = getattr(exc, "message", None) or str(exc)
+                jobs.fail(session, job_id, "invalid_training_file", message, param,
+                          expect=("validating_files",))
+                return
+        if jobs.transition(session, job_id, ("validating_files",), status="queued"):
+            jobs.add_event(session, job_id, "Files validated; job queued for a training worker")
+
+
+# Training (train queue) ----------------------------------------------------------------------
+
+def job_spec(job: FineTuningJob, store: LocalArtifactStore, session: Any) -> JobSpec:
+    def path_of(file_id: str | None) -> str | None:
+        if not file_id:
+            return None
+        return str(store.path(session.get(File, file_id).storage_key))
+
+    hp = job.hyperparameters
+    return JobSpec(
+        model=job.model, training_file=path_of(job.training_file),
+        validation_file=path_of(job.validation_file),
+        hyperparameters=Hyperparameters(
+            n_epochs=hp["n_epochs"], batch_size=hp["batch_size"],
+            learning_rate=hp["learning_rate_multiplier"] * BASE_LEARNING_RATE),
+        safety=SafetySpec(**job.safety), seed=job.seed,
+        work_dir=str(store.path(f"jobs/{job.id}/work")))
+
+
+def _load_pipeline():
+    module, _, name = get_settings().pipeline.partition(":")
+    return getattr(importlib.import_module(module), name or "run")
+
+
+class Lease:
+    """This worker's claim on a job, renewed in the background until released or lost."""
+
+    def __init__(self, job_id: str, owner: str, ttl: float) -> None:
+        self.job_id, self.owner, self.ttl = job_id, owner, ttl
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, daemon=True,
+                                        name=f"lease-{job_id}")
+
+    def acquire(self) -> bool:
+        now = utcnow()
+        with session_scope() as session:
+            result = session.execute(
+                update(FineTuningJob)
+                .where(FineTuningJob.id == self.job_id,
+                       FineTuningJob.status.in_(("queued", "running")),
+                       or_(FineTuningJob.lease_owner.is_(None),
+                           FineTuningJob.lease_expires_at < now,
+                           FineTuningJob.lease_owner == self.owner))
+                .values(status="running", lease_owner=self.owner,
+                        lease_expires_at=now + timedelta(seconds=self.ttl),
+                        attempts=FineTuningJob.attempts + 1,
+                        started_at=func.coalesce(FineTuningJob.started_at, now))
+                .execution_options(synchronize_session=False))
+            if result.rowcount != 1:
+                return False
+        self._thread.start()
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                with session_scope() as session:
+                    result = session.execute(
+                        update(FineTuningJob)
+                        .where(FineTuningJob.id == self.job_id,
+                               FineTuningJob.lease_owner == self.owner,
+                               FineTuningJob.status == "running")
+                        .values(lease_expires_at=utcnow() + timedelta(seconds=self.ttl))
+                        .execution_options(synchronize_session=False))
+                if result.rowcount != 1:
+                    self.lost.set()  # cancelled, or presumed dead and taken over
+                    return
+            except Exception:
+                log.exception("lease renewal failed for %s", self.job_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class JobReporter:
+    """The pipeline's progress and should_cancel callbacks, writing to the registry."""
+
+    def __init__(self, job_id: str, org_id: str, model: str, lease: Lease) -> None:
+        s = get_settings()
+        self.job_id, self.org_id, self.model, self.lease = job_id, org_id, model, lease
+        self.cancel_poll_s, self.throttle_s = s.cancel_poll_s, s.event_throttle_s
+        self._last_check, self._cancelled = 0.0, False
+        self._last_train_event = 0.0
+
+    def should_cancel(self) -> bool:
+        if self._cancelled or self.lease.lost.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._last_check >= self.cancel_poll_s:
+            self._last_check = now
+            with session_scope() as session:
+                status = session.scalar(select(FineTuningJob.status)
+                                        .where(FineTuningJob.id == self.job_id))
+            self._cancelled = status != "running"
+        return self._cancelled
+
+    def progress(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        is_train_step = event.stage == "train" and event.fraction < 1.0
+        if is_train_step and now - self._last_train_event < self.throttle_s:
+            return
+        if event.stage == "train":
+            self._last_train_event = now
+        log.info("job %s [%s %.0f%%] %s", self.job_id, event.stage, event.fraction * 100,
+                 event.message)
+        with session_scope() as session:
+            owned = (FineTuningJob.lease_owner == self.lease.owner)
+            session.execute(update(FineTuningJob)
+                            .where(FineTuningJob.id == self.job_id, owned,
+                                   FineTuningJob.status == "running")
+                            .values(progress=func.max(FineTuningJob.progress,
+                                                      event.fraction * 100)
+                                    if session.bind.dialect.name == "sqlite"
+                                    else func.greatest(FineTuningJob.progress,
+                                                       event.fraction * 100))
+                            .execution_options(synchronize_session=False))
+            data = {"stage": event.stage, "fraction": event.fraction, **event.data}
+            kind = "metrics" if event.stage == "train" and "step" in event.data else "message"
+            jobs.add_event(session, self.job_id, event.message, type=kind, data=data)
+            if event.stage == "checkpoint" and "step" in event.data:
+                self._record_checkpoint(session, event.data)
+            if event.stage == "curate" and event.data.get("config_hash"):
+                self._record_corpus(session, event.data)
+
+    def _record_checkpoint(self, session: Any, data: dict[str, Any]) -> None:
+        step = int(data["step"])
+        exists = session.scalar(select(Checkpoint.id).where(Checkpoint.job_id == self.job_id,
+                                                            Checkpoint.step == step))
+        if exists is None:  # a resumed job re-reports checkpoints it already has
+            session.add(Checkpoint(id=new_id("ftckpt"), job_id=self.job_id, org_id=self.org_id,
+                                   step=step, path=str(data.get("path", "")),
+                                   metrics={"step": step, **(data.get("metrics") or {})},
+                                   created_at=utcnow()))
+
+    def _record_corpus(self, session: Any, data: dict[str, Any]) -> None:
+        source, digest = str(data.get("source", "")), str(data["config_hash"])
+        row = session.scalar(select(CuratedCorpus).where(
+            CuratedCorpus.base_model == self.model, CuratedCorpus.source == source,
+            CuratedCorpus.config_hash == digest))
+        if row is None:
+            row = CuratedCorpus(id=new_id("corpus"), base_model=self.model, source=source,
+                                config_hash=digest, config=data.get("config"),
+                                path=str(data.get("path", "")), items=data.get("items"),
+                                uses=0, created_at=utcnow())
+            session.add(row)
+        row.uses = (row.uses or 0) + 1
+        row.last_used_at = utcnow()
+
+
+def adapter_id_for(job: FineTuningJob) -> str:
+    parts = ["ft", job.model] + ([job.suffix] if job.suffix else []) + [job.id.split("-", 1)[1]]
+    return ":".join(parts)
+
+
+def _pack(adapter_dir: Path, report_path: str | None, dest: Path) -> None:
+    """A reproducible tar.gz (sorted names, zero mtimes): same files → same sha256."""
+    import gzip
+
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        return info
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for f in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
+            tar.add(f, arcname=str(f.relative_to(adapter_dir)), filter=clean)
+        if report_path and Path(report_path).is_file() and \
+                not (adapter_dir / "safety_report.json").exists():
+            tar.add(report_path, arcname="safety_report.json", filter=clean)
+
+
+def _release(job: FineTuningJob, result: JobResult, owner: str) -> bool:
+    """Store the adapter and mark the job succeeded, atomically; False if no longer ours."""
+    import json
+
+    store = get_store()
+    adapter_id = adapter_id_for(job)
+    base = f"adapters/{job.id}"
+    peft_dir = store.path(f"{base}/peft")
+    shutil.rmtree(peft_dir, ignore_errors=True)
+    shutil.copytree(result.adapter_dir, peft_dir)
+    archive = store.path(f"{base}/adapter.tar.gz")
+    _pack(peft_dir, result.report_path, archive)
+    report = None
+    if result.report_path and Path(result.report_path).is_file():
+        report = json.loads(Path(result.report_path).read_text())
+    with session_scope() as session:
+        done = session.execute(
+            update(FineTuningJob)
+            .where(FineTuningJob.id == job.id, FineTuningJob.status == "running",
+                   FineTuningJob.lease_owner == owner)
+            .values(status="succeeded", progress=100.0, fine_tuned_model=adapter_id,
+                    trained_tokens=result.trained_tokens, safety_scores=result.safety,
+                    finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)).rowcount == 1
+        if not done:
+            session.rollback()
+            shutil.rmtree(store.path(base), ignore_errors=True)
+            return False
+        if session.get(Adapter, adapter_id) is None:
+            session.add(Adapter(
+                id=adapter_id, org_id=job.org_id, job_id=job.id, base_model=job.model,
+                policy=job.safety.get("policy", "during"), sha256=file_sha256(archive),
+                bytes=archive.stat().st_size, files_sha256=result.adapter_sha256,
+                storage_key=f"{base}/peft", archive_key=f"{base}/adapter.tar.gz",
+                safety_report=report, created_at=utcnow()))
+        jobs.add_event(session, job.id, f"New fine-tuned model created: {adapter_id}")
+        jobs.add_event(session, job.id, "Safety: " + _safety_line(result.safety),
+                       type="metrics", data={"stage": "done", "safety": result.safety})
+        jobs.add_event(session, job.id, "The job has successfully completed")
+    log.info("job %s succeeded: %s (worker %s)", job.id, adapter_id, owner)
+    return True
+
+
+def _safety_line(safety: dict[str, Any]) -> str:
+    def asr(which: str) -> str:
+        value = (safety.get(which) or {}).get("asr")
+        if isinstance(value, dict):
+            value = value.get("value")
+        return f"{value:.0%}" if isinstance(value, int | float) else "n/a"
+
+    return f"attack success rate base {asr('base')} → adapter {asr('adapter')}"
+
+
+def run(job_id: str) -> str:
+    """Run (or resume) a job. Returns done | busy | skip."""
+    settings = get_settings()
+    owner = _worker_id()
+    with session_scope() as session:
+        job = session.get(FineTuningJob, job_id)
+        if job is None or job.status in jobs.TERMINAL or job.status == "validating_files":
+            return "skip"
+    lease = Lease(job_id, owner, settings.lease_ttl_s)
+    if not lease.acquire():
+        with session_scope() as session:
+            status = session.scalar(select(FineTuningJob.status)
+                                    .where(FineTuningJob.id == job_id))
+        return "skip" if status in jobs.TERMINAL else "busy"
+    try:
+        return _run_leased(job_id, lease)
+    finally:
+        lease.stop()
+
+
+def _run_leased(job_id: str, lease: Lease) -> str:
+    store = get_store()
+    with session_scope() as session:
+        job = session.get(FineTuningJob, job_id)
+        spec = job_spec(job, store, session)
+        resumed = job.attempts > 1
+        jobs.add_event(session, job_id,
+                       f"Worker resumed the job from its last checkpoint (attempt {job.attempts})"
+                       if resumed else "Fine-tuning job started",
+                       data={"worker": lease.owner, "attempt": job.attempts})
+        session.expunge(job)
+    reporter = JobReporter(job_id, job.org_id, job.model, lease)
+    log.info("job %s: %s on %s", job_id, "resuming" if resumed else "starting", lease.owner)
+    try:
+        result = _load_pipeline()(spec, progress=reporter.progress,
+                                  should_cancel=reporter.should_cancel)
+    except CANCELLED:
+        if lease.lost.is_set():
+            log.warning("job %s: lease lost; leaving it to its new owner", job_id)
+            return "done"
+        with session_scope() as session:
+            jobs.add_event(session, job_id, "Worker stopped: the job was cancelled")
+        return "done"
+    except DatasetFormatError as exc:
+        _fail(job_id, lease, "invalid_training_file", str(exc), "training_file")
+        return "done"
+    except BuckleError as exc:
+        _fail(job_id, lease, "job_failed", str(exc), None)
+        return "done"
+    except Exception as exc:
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        if isinstance(exc, SoftTimeLimitExceeded):
+            _fail(job_id, lease, "time_limit_exceeded", "The job ran past the worker's time limit "
+                                                 "(BUCKLE_TRAIN_TIME_LIMIT_S)", None)
+            return "done"
+        log.exception("job %s crashed", job_id)
+        _fail(job_id, lease, "internal_error", f"{type(exc).__name__}: {exc}", None)
+        return "done"
+    if not _release(job, result, lease.owner):
+        log.warning("job %s finished but was cancelled meanwhile; adapter discarded", job_id)
+    return "done"
+
+
+def _fail(job_id: str, lease: Lease, code: str, message: str, param: str | None) -> None:
+    with session_scope() as session:
+        jobs.fail(session, job_id, code, message, param, expect=("running",), owner=lease.owner)
+
+
+# Recovery of jobs whose worker died ------------------------------------------------------------
+
+def recover_orphans() -> list[str]:
+    """Re-send jobs whose lease lapsed (worker died) or whose message may be lost. Several
+    workers may run this at once: the conditional UPDATE on `enqueued_at` lets one win."""
+    from app.services import queue
+
+    settings = get_settings()
+    now = utcnow()
+    lease_cutoff = now - timedelta(seconds=settings.lease_ttl_s)
+    queue_cutoff = now - timedelta(seconds=settings.requeue_after_s)
+    sent = []
+    with session_scope() as session:
+        stale = session.execute(select(FineTuningJob.id, FineTuningJob.status).where(or_(
+            (FineTuningJob.status == "running") & (FineTuningJob.lease_expires_at < now),
+            FineTuningJob.status.in_(("validating_files", "queued"))
+            & (FineTuningJob.enqueued_at < queue_cutoff)))).all()
+    for job_id, status in stale:
+        with session_scope() as session:
+            cutoff = lease_cutoff if status == "running" else queue_cutoff
+            claimed = session.execute(
+                update(FineTuningJob)
+                .where(FineTuningJob.id == job_id, FineTuningJob.status == status,
+                       or_(FineTuningJob.enqueued_at.is_(None),
+                           FineTuningJob.enqueued_at < cutoff))
+                .values(enqueued_at=now).execution_options(synchronize_session=False)
+            ).rowcount == 1
+        if not claimed:
+            continue
+        if status == "validating_files":
+            queue.submit_job(job_id)
+        else:
+            from workers.celery_app import sender
+
+            sender().send_task("buckle.run_job", args=(job_id,), queue="train")
+        log.warning("job %s (%s) had no live worker; sent again", job_id, status)
+        sent.append(job_id)
+    return sent
+
+
+_recovery_stop = threading.Event()
+
+
+def _recovery_loop() -> None:
+    interval = get_settings().reconcile_interval_s
+    while not _recovery_stop.wait(interval):
+        try:
+            recover_orphans()
+        except Exception:
+            log.exception("recovery pass failed")
+
+
+def start_recovery_thread() -> None:
+    _recovery_stop.clear()
+    threading.Thread(target=_recovery_loop, daemon=True, name="buckle-recovery").start()
+
+
+def stop_recovery_thread() -> None:
+    _recovery_stop.set()
+
+
+# Safety evaluations ------------------------------------------------------------------------------
+
+def run_evaluation(evaluation_id: str) -> None:
+    with session_scope() as session:
+        ok = session.execute(update(SafetyEvaluation)
+                             .where(SafetyEvaluation.id == evaluation_id,
+                                    SafetyEvaluation.status.in_(("queued", "running")))
+                             .values(status="running")
+                             .execution_options(synchronize_session=False)).rowcount == 1
+        if not ok:
+            return
+        row = session.get(SafetyEvaluation, evaluation_id)
+        config, adapter_key = dict(row.config), None
+        if row.adapter_id:
+            adapter_key = session.get(Adapter, row.adapter_id).storage_key
+    try:
+        report = _evaluate(config, adapter_key)
+        values = {"status": "succeeded", "report": report}
+    except Exception as exc:
+        log.exception("evaluation %s failed", evaluation_id)
+        values = {"status": "failed", "error": {"code": "evaluation_failed",
+                                                "message": f"{type(exc).__name__}: {exc}",
+                                                "param": None}}
+    with session_scope() as session:
+        session.execute(update(SafetyEvaluation).where(SafetyEvaluation.id == evaluation_id)
+                        .values(finished_at=utcnow(), **values)
+                        .execution_options(synchronize_session=False))
+
+
+def _prompt_spec(prompt_set: dict[str, str] | None) -> str | None:
+    if prompt_set is None:
+        return None
+    if "name" in prompt_set:
+        return prompt_set["name"]
+    return str(get_store().path(prompt_set["storage_key"]))
+
+
+def _evaluate(config: dict[str, Any], adapter_key: str | None) -> dict[str, Any]:
+    from buckle.evaluation.runner import EvalConfig, evaluate
+    from buckle.models import load_model
+
+    adapter = str(get_store().path(adapter_key)) if adapter_key else None
+    loaded = load_model(config["base_model"], adapter=adapter)
+    report = evaluate(loaded, EvalConfig(
+        prompts=_prompt_spec(config["prompt_set"]), limit=config["limit"],
+        benign=_prompt_spec(config.get("benign_set")), benign_limit=config["benign_limit"],
+        judges=tuple(config["judges"])), adapter=adapter)
+    return report.to_json_dict()
