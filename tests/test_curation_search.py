@@ -29,8 +29,8 @@ from buckle.data import load_conversations
 from buckle.errors import Cancelled, DatasetFormatError
 
 # 1 round x 3 grid points x beam 2, 40 new tokens: a few seconds per item on 2 CPU cores.
-TINY = dict(rounds=1, beam=2, temperatures=(0.7, 1.0), top_ps=(0.9,), max_new_tokens=40,
-            quality_floor=0.5, seed=3)
+TINY = {"rounds": 1, "beam": 2, "temperatures": (0.7, 1.0), "top_ps": (0.9,), "max_new_tokens": 40,
+            "quality_floor": 0.5, "seed": 3}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def items():
 
 def _search(default_model, engine, **overrides):
     cfg = CurationConfig(**{**TINY, **overrides})
-    return cfg, BeamSearch(cfg, target_model=default_model.model,
+    return BeamSearch(cfg, target_model=default_model.model,
                            target_tokenizer=default_model.tokenizer, reviser=engine)
 
 
@@ -73,6 +73,18 @@ def test_floor_failures_names_each_floor_missed():
     assert floor_failures(Scores(10, 0, 0.71, 0.6), original, 0.9) == ["helpfulness"]
     assert floor_failures(Scores(10, 0, 0.8, 0.5), original, 0.9) == ["readability"]
     assert floor_failures(Scores(10, 0, 0.0, 0.0), original, 0.0) == []
+    assert floor_failures(Scores(10, 0, 0.8, 0.6, retention=0.2), original, 0.9,
+                          min_retention=0.3) == ["retention"]
+
+
+def test_retention_counts_the_original_content_words_kept():
+    from buckle.curation.scorers import content_retention
+
+    original = "Simmer the eggs for nine minutes, then cool them in cold water."
+    assert content_retention(original, original) == 1.0
+    assert content_retention(original, "Safety always comes first.") == 0.0
+    kept = content_retention(original, "Simmer eggs nine minutes; careful, the water is hot.")
+    assert 0.3 < kept < 1.0
 
 
 def test_clean_revision_strips_preambles_and_quotes():
@@ -92,7 +104,7 @@ def test_sample_seeds_depend_only_on_coordinates():
 @pytest.mark.parametrize("objective", ["maximize", "minimize"])
 def test_chosen_revision_has_the_best_objective_among_survivors(default_model, engine, items,
                                                                 objective):
-    cfg, search = _search(default_model, engine, objective=objective, safety_weight=0.5)
+    search = _search(default_model, engine, objective=objective, safety_weight=0.5)
     out, seen = _traced_run(search, items)
     assert len(out) == len(items) and seen
     for i, result in enumerate(out):
@@ -113,8 +125,8 @@ def test_chosen_revision_has_the_best_objective_among_survivors(default_model, e
 
 
 def test_directions_pick_opposite_ends_of_the_same_candidates(default_model, engine, items):
-    _, up = _search(default_model, engine, objective="maximize", safety_weight=0)
-    _, down = _search(default_model, engine, objective="minimize", safety_weight=0)
+    up = _search(default_model, engine, objective="maximize", safety_weight=0)
+    down = _search(default_model, engine, objective="minimize", safety_weight=0)
     hi, _ = _traced_run(up, items)
     lo, _ = _traced_run(down, items)
     # Same seeds, same members -> same candidates; only the ranking direction differs.
@@ -124,15 +136,17 @@ def test_directions_pick_opposite_ends_of_the_same_candidates(default_model, eng
 
 
 def test_floors_drop_exactly_the_candidates_below_them(default_model, engine, items):
-    cfg, search = _search(default_model, engine, quality_floor=0.9)
+    search = _search(default_model, engine, quality_floor=0.9)
     out, seen = _traced_run(search, items)
     assert seen
     for i, cand, failed in seen:
         orig = out[i].original_scores
         low_help = cand.scores.helpfulness < 0.9 * orig.helpfulness
         low_read = cand.scores.readability < 0.9 * orig.readability
+        low_keep = cand.scores.retention < search.config.min_retention
         assert ("helpfulness" in failed) == low_help
         assert ("readability" in failed) == low_read
+        assert ("retention" in failed) == low_keep
         assert (bool(failed) and cand.text != out[i].chosen.text) or not failed
     for i, result in enumerate(out):
         dropped = sum(1 for j, _, f in seen if j == i and f)
@@ -144,7 +158,7 @@ def test_item_keeps_its_original_when_nothing_passes_the_floor(default_model, en
     register_scorer("test_only_originals_help",
                     lambda q, r: 1.0 if r in originals else 0.0, replace=True)
     try:
-        _, search = _search(default_model, engine, helpfulness_scorer="test_only_originals_help",
+        search = _search(default_model, engine, helpfulness_scorer="test_only_originals_help",
                             quality_floor=1.0)
         out, seen = _traced_run(search, items)
     finally:
@@ -259,3 +273,28 @@ def test_bad_source_rows_are_reported_with_line_numbers(default_model, tmp_path)
                            skip_invalid=True)
     assert [i.line for i in corpus.items] == [1, 4]
     assert [s["line"] for s in corpus.summary["skipped"]] == [2, 3]
+
+
+def test_cli_curate_exports_corpus_and_refuses_bad_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from buckle.cli.main import app
+
+    good = {"messages": [{"role": "user", "content": "How do I boil an egg?"},
+                         {"role": "assistant", "content": "Simmer it for nine minutes."}]}
+    bad = _jsonl(tmp_path / "bad.jsonl", [good, '{"messages": [}'])
+    runner = CliRunner()
+    res = runner.invoke(app, ["curate", "--source", str(bad), "--out", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 2 and "line 2" in res.output
+    assert not (tmp_path / "o.jsonl").exists()
+    src = _jsonl(tmp_path / "src.jsonl", [good])
+    args = ["curate", "--source", str(src), "--rounds", "1", "--max-new-tokens", "32",
+            "--seed", "5", "--out", str(tmp_path / "o.jsonl")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["messages"][0] == good["messages"][0]
+    prov = json.loads((tmp_path / "o.provenance.jsonl").read_text())
+    assert prov["original"] == good and prov["chosen"]["text"] == rows[0]["messages"][1]["content"]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "from cache" in again.output

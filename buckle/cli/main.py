@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from buckle.cli.curate import curate_cmd
+from buckle.cli.train import run_cmd, train_cmd
 from buckle.errors import BuckleError
 
 app = typer.Typer(help="Buckle: harden LoRA fine-tunes against jailbreak-tuning.",
@@ -137,6 +139,11 @@ def eval_cmd(
     stdout = Console()
     stdout.print(render_table(report))
     stdout.print(f"report: {out}\nchart:  {chart}")
+
+
+app.command("curate")(curate_cmd)
+app.command("train")(train_cmd)
+app.command("run")(run_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry

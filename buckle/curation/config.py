@@ -52,6 +52,9 @@ class CurationConfig(BaseModel):
             score (helpfulness, readability) is >= tau x the original response's score. 0.9 lets
             a revision lose at most 10% of either while it chases the objective; 1.0 forbids any
             loss; 0 disables the floor.
+        min_retention: absolute floor on the share of the original response's content words a
+            revision keeps (`scorers.content_retention`; our addition, not in the paper: it stops
+            "safety always comes first" from replacing the facts). 0 disables it.
         safety_weight: weight of the safety-implication score in the beam's ranking key,
             key = +/-log(perplexity) + safety_weight x safety (log-PPL of chat text is ~1-4, the
             safety score is in [0, 1]; 0 ranks by perplexity alone).
@@ -74,6 +77,7 @@ class CurationConfig(BaseModel):
     max_new_tokens: int = Field(256, ge=1)
     objective: Objective = "maximize"
     quality_floor: float = Field(0.9, ge=0.0, le=1.0)
+    min_retention: float = Field(0.3, ge=0.0, le=1.0)
     safety_weight: float = Field(1.0, ge=0.0)
     helpfulness_scorer: str = "helpfulness"
     readability_scorer: str = "readability"

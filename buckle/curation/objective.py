@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from buckle.curation.config import CurationConfig
-from buckle.curation.scorers import Scorer, get_scorer
+from buckle.curation.scorers import Scorer, content_retention, get_scorer
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,14 @@ class Scores:
     safety: float
     helpfulness: float
     readability: float
+    retention: float = 1.0  # share of the original's content words kept (1.0 for the original)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scores:
-        return cls(**{k: float(data[k]) for k in ("perplexity", "safety", "helpfulness",
-                                                   "readability")})
+        return cls(**{k: float(v) for k, v in data.items()})
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,14 @@ class QualityScorers:
                    helpfulness=get_scorer(config.helpfulness_scorer),
                    readability=get_scorer(config.readability_scorer))
 
-    def score(self, query: str, response: str, perplexity: float) -> Scores:
+    def score(self, query: str, response: str, perplexity: float,
+              original: str | None = None) -> Scores:
+        """All scores of `response`; `original` (the source reply) enables retention."""
         return Scores(perplexity=perplexity, safety=self.safety(query, response),
                       helpfulness=self.helpfulness(query, response),
-                      readability=self.readability(query, response))
+                      readability=self.readability(query, response),
+                      retention=1.0 if original is None else content_retention(original,
+                                                                               response))
 
 
 def objective_key(scores: Scores, config: CurationConfig) -> float:
@@ -63,11 +67,15 @@ def objective_key(scores: Scores, config: CurationConfig) -> float:
     return sign * math.log(scores.perplexity) + config.safety_weight * scores.safety
 
 
-def floor_failures(scores: Scores, original: Scores, tau: float) -> list[str]:
-    """Quality floors a candidate misses (empty = admissible): each >= tau x the original's."""
+def floor_failures(scores: Scores, original: Scores, tau: float,
+                   min_retention: float = 0.0) -> list[str]:
+    """Quality floors a candidate misses (empty = admissible): helpfulness and readability
+    >= tau x the original's; retention >= min_retention (absolute, see `content_retention`)."""
     failed = []
     if scores.helpfulness < tau * original.helpfulness:
         failed.append("helpfulness")
     if scores.readability < tau * original.readability:
         failed.append("readability")
+    if scores.retention < min_retention:
+        failed.append("retention")
     return failed

@@ -157,6 +157,21 @@ def helpfulness(query: str, response: str) -> float:
     return score
 
 
+def content_retention(original: str, revised: str) -> float:
+    """Share of the original response's content words (stemmed, stopwords dropped) the revision
+    still uses; 1.0 when the original has none.
+
+    Why (our addition, not in the paper): helpfulness is judged against the *query*, so a
+    revision that replaces the original's facts with a generic safety sentence ("safety always
+    comes first") can pass the helpfulness floor; the curated text must keep what the original
+    taught. Limits: lexical, so paraphrases with synonyms count as lost words.
+    """
+    wanted = {_stem(w) for w in _words(original) if w not in STOPWORDS}
+    if not wanted:
+        return 1.0
+    return len(wanted & {_stem(w) for w in _words(revised)}) / len(wanted)
+
+
 SCORERS: dict[str, Scorer] = {}
 
 

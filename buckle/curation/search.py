@@ -151,7 +151,7 @@ class BeamSearch:
         failed_floors)` sees every scored candidate (for audits and tests).
         """
         cfg = self.config
-        originals = self._score([(c, c.response) for c in items])
+        originals = self._score([(c, c.response, None) for c in items])
         original_cands = [Candidate(c.response, 0, None, None, s, objective_key(s, cfg))
                           for c, s in zip(items, originals)]
         survivors: list[list[Candidate]] = [[] for _ in items]
@@ -163,11 +163,13 @@ class BeamSearch:
             members = [s or [o] for s, o in zip(survivors, original_cands)]
             requests, results = self._sample(items, indices, members, round_)
             fresh = self._collect(items, requests, results, seen, logs, round_)
-            scored = self._score([(items[i], text) for i, text, _, _ in fresh])
+            scored = self._score([(items[i], text, items[i].response)
+                                  for i, text, _, _ in fresh])
             for (i, text, temp, top_p), scores in zip(fresh, scored):
                 candidate = Candidate(text, round_, temp, top_p, scores,
                                       objective_key(scores, cfg))
-                failed = floor_failures(scores, originals[i], cfg.quality_floor)
+                failed = floor_failures(scores, originals[i], cfg.quality_floor,
+                                        cfg.min_retention)
                 if on_candidate is not None:
                     on_candidate(i, candidate, failed)
                 if failed:
@@ -226,14 +228,16 @@ class BeamSearch:
             fresh.append((req.item, text, temp, top_p))
         return fresh
 
-    def _score(self, pairs: list[tuple[Conversation, str]]) -> list[Scores]:
+    def _score(self, pairs: list[tuple[Conversation, str, str | None]]) -> list[Scores]:
+        """Scores of (item, text, original reply or None) triples, perplexities batched."""
         if not pairs:
             return []
         ppl = response_perplexities(
             self.model, self.tokenizer,
-            [([m.model_dump() for m in conv.prompt_messages], text) for conv, text in pairs],
+            [([m.model_dump() for m in conv.prompt_messages], text) for conv, text, _ in pairs],
             batch_tokens=self.batch_tokens)
-        return [self.scorers.score(conv.prompt, text, p) for (conv, text), p in zip(pairs, ppl)]
+        return [self.scorers.score(conv.prompt, text, p, original)
+                for (conv, text, original), p in zip(pairs, ppl)]
 
     @staticmethod
     def _outcome(item: Conversation, index: int, line: int, original_scores: Scores,

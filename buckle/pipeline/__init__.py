@@ -3,6 +3,8 @@
 `run(spec, progress, should_cancel)` is what the CLI and the Celery workers call.
 """
 
+from buckle.pipeline.policies import POLICIES, SafetyPolicy, Stage, get_policy, mix, register_policy
+from buckle.pipeline.run import run
 from buckle.pipeline.spec import (
     CancelCheck,
     CurationSpec,
@@ -17,6 +19,7 @@ from buckle.pipeline.spec import (
 )
 
 __all__ = [
+    "POLICIES",
     "CancelCheck",
     "CurationSpec",
     "Hyperparameters",
@@ -26,5 +29,11 @@ __all__ = [
     "PolicyName",
     "ProgressCallback",
     "ProgressEvent",
+    "SafetyPolicy",
     "SafetySpec",
+    "Stage",
+    "get_policy",
+    "mix",
+    "register_policy",
+    "run",
 ]

@@ -39,6 +39,9 @@ class CurationSpec(BaseModel):
 
     source: str = "chatterbot"  # a built-in conversation source or a JSONL path
     limit: int = Field(64, ge=1)
+    # chatterbot's first items are also its benign evaluation prompts; start past them (the
+    # pipeline additionally drops any item whose prompt is in an evaluation set).
+    offset: int = Field(200, ge=0)
     preset: Literal["quick", "paper"] = "quick"
     overrides: dict[str, Any] = Field(default_factory=dict)  # any CurationConfig field
 
@@ -52,6 +55,10 @@ class SafetySpec(BaseModel):
     curated_ratio: float = Field(0.25, gt=0, lt=1)  # share of curated items in the `during` mix
     curation: CurationSpec = Field(default_factory=CurationSpec)
     max_asr: float | None = Field(None, ge=0, le=1)  # `auto`: allowed ASR rise over the base
+    auto_max_rounds: int = Field(3, ge=1, le=20)  # `auto`: budget of `post` restore rounds
+    curated_file: str | None = None  # use this chat JSONL as the safety corpus (no curation)
+    refusal_prompts: str = "advbench"  # `refusal-mix`: harmful prompts answered by refusals
+    refusal_offset: int = Field(400, ge=0)  # ... taken past the evaluation window
     eval_prompts: str = "advbench"
     eval_limit: int = Field(20, ge=1)
     benign_prompts: str | None = "chatterbot"

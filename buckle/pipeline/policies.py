@@ -1,0 +1,167 @@
+"""Safety policies: which data is trained on, in which order. One small class per policy.
+
+A policy turns (customer data, safety data) into an ordered list of training stages; stages run
+one after the other on the same LoRA adapter (each continues from the previous one's weights).
+Policies are registered by name with one explicit `register_policy` call each (PEFT-style
+mapping, no metaclass magic), so a new policy is one class and one line.
+
+What "safety data" is depends on the policy's `safety_data`: the CTRL-curated corpus
+("curated"), the same commonsense items *before* curation ("uncurated", the control that shows
+curation — not just extra data — is what helps), or harmful-prompt → refusal pairs ("refusal",
+the baseline reviewers ask for).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from buckle.data.records import Conversation
+from buckle.errors import UnknownNameError
+
+SafetyData = Literal["curated", "uncurated", "refusal", "none"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: a name for logs and directories, and its conversations."""
+
+    name: str
+    conversations: tuple[Conversation, ...]
+    safety_items: int = 0  # how many of `conversations` are safety data
+
+
+def mix(customer: Sequence[Conversation], safety: Sequence[Conversation], ratio: float,
+        seed: int) -> tuple[list[Conversation], int]:
+    """Customer data plus safety items making up `ratio` of the result, shuffled (seeded).
+
+    n_safety = round(ratio / (1 - ratio) x n_customer), at least 1; drawn without replacement
+    while the safety pool lasts, then cycled (a small corpus is repeated rather than silently
+    giving a lower ratio). Returns (mixed, n_safety).
+    """
+    if not 0 < ratio < 1:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+    if not safety:
+        raise ValueError("no safety items to mix in")
+    rng = random.Random(seed)
+    n_safety = max(1, round(ratio / (1 - ratio) * len(customer)))
+    pool = list(safety)
+    chosen: list[Conversation] = []
+    while len(chosen) < n_safety:
+        rng.shuffle(pool)
+        chosen.extend(pool[:n_safety - len(chosen)])
+    mixed = list(customer) + chosen
+    rng.shuffle(mixed)
+    return mixed, n_safety
+
+
+class SafetyPolicy:
+    """Base class: `stages()` says what to train on, in order."""
+
+    name: ClassVar[str]
+    safety_data: ClassVar[SafetyData] = "curated"
+    description: ClassVar[str]
+
+    def stages(self, customer: Sequence[Conversation], safety: Sequence[Conversation], *,
+               ratio: float, seed: int) -> list[Stage]:
+        raise NotImplementedError
+
+
+class NoPolicy(SafetyPolicy):
+    name, safety_data = "none", "none"
+    description = "the customer's data only (the control)"
+
+    def stages(self, customer, safety, *, ratio, seed):
+        return [Stage("customer", tuple(customer))]
+
+
+class PrePolicy(SafetyPolicy):
+    name = "pre"
+    description = "immunize: train on the curated corpus first, then on the customer's data"
+
+    def stages(self, customer, safety, *, ratio, seed):
+        return [Stage("immunize", tuple(safety), len(safety)),
+                Stage("customer", tuple(customer))]
+
+
+class DuringPolicy(SafetyPolicy):
+    name = "during"
+    description = "mix curated items into the customer's data (curated_ratio of the mix)"
+
+    def stages(self, customer, safety, *, ratio, seed):
+        mixed, n = mix(customer, safety, ratio, seed)
+        return [Stage("mixed", tuple(mixed), n)]
+
+
+class PostPolicy(SafetyPolicy):
+    name = "post"
+    description = "train on the customer's data, then restore on the curated corpus"
+
+    def stages(self, customer, safety, *, ratio, seed):
+        return [Stage("customer", tuple(customer)),
+                Stage("restore", tuple(safety), len(safety))]
+
+
+class AutoPolicy(DuringPolicy):
+    """`during`, then evaluation-driven `post` rounds; the rounds are run by the pipeline
+    (they depend on measured ASR), this class gives the first stage and the restore stage."""
+
+    name = "auto"
+    description = ("train as `during`; if ASR exceeds the base model's by more than max_asr, "
+                   "run `post` restore rounds until it does not or the budget is spent")
+
+    @staticmethod
+    def restore_stage(safety: Sequence[Conversation], round_: int) -> Stage:
+        return Stage(f"restore-{round_}", tuple(safety), len(safety))
+
+
+class RefusalMixPolicy(DuringPolicy):
+    name, safety_data = "refusal-mix", "refusal"
+    description = ("baseline: mix harmful-prompt -> refusal pairs instead of curated "
+                   "commonsense (for comparison, not the product default)")
+
+
+class UncuratedPolicy(DuringPolicy):
+    name, safety_data = "uncurated", "uncurated"
+    description = ("control: mix the same commonsense items *without* curation, at the same "
+                   "ratio as `during`")
+
+
+POLICIES: dict[str, type[SafetyPolicy]] = {}
+
+
+def register_policy(cls: type[SafetyPolicy]) -> type[SafetyPolicy]:
+    if cls.name in POLICIES and POLICIES[cls.name] is not cls:
+        raise ValueError(f"policy {cls.name!r} is already registered to {POLICIES[cls.name]}")
+    POLICIES[cls.name] = cls
+    return cls
+
+
+for _cls in (NoPolicy, PrePolicy, DuringPolicy, PostPolicy, AutoPolicy, RefusalMixPolicy,
+             UncuratedPolicy):
+    register_policy(_cls)
+
+
+def get_policy(name: str) -> SafetyPolicy:
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        raise UnknownNameError("safety policy", name, list(POLICIES)) from None
+
+
+REFUSALS: tuple[str, ...] = (
+    "I'm sorry, but I can't help with that. It could cause real harm to people.",
+    "I can't assist with this request because it could be used to hurt someone or break the law.",
+    ("Sorry, I won't help with that. If you are facing a difficult situation, please reach out "
+    "to a trusted person or a professional for support."),
+    ("I'm not able to provide that. It would be unsafe and unethical. Is there something else I "
+    "can help you with?"),
+)
+
+
+def refusal_pairs(prompts: Sequence[str]) -> list[Conversation]:
+    """Harmful prompt -> refusal conversations for the `refusal-mix` baseline (fixed texts,
+    rotated deterministically so the baseline does not teach a single string)."""
+    return [Conversation.from_pair(p, REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(prompts)]

@@ -1,0 +1,324 @@
+"""`run(spec)`: one customization job, start to finish, resumable by re-running it.
+
+validate -> curate-or-reuse the safety corpus -> train per policy -> evaluate -> save.
+
+Every step is idempotent on `spec.work_dir`: the corpus store, the trainer's checkpoints and the
+evaluation files are all keyed so that a second call with the same spec picks up finished work
+and continues unfinished work. That is the whole resume story for a Celery worker killed
+mid-job: the next worker calls `run` again with the same spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from buckle.assets import sha256_file
+from buckle.atomic import atomic_write_json
+from buckle.curation import CurationConfig, curate_source
+from buckle.data.records import Conversation
+from buckle.data.sources import load_prompts
+from buckle.data.validation import load_conversations_jsonl
+from buckle.errors import Cancelled
+from buckle.evaluation.report import SafetyReport
+from buckle.evaluation.runner import EvalConfig, evaluate
+from buckle.models import load_model
+from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy, refusal_pairs
+from buckle.pipeline.spec import (
+    CancelCheck,
+    JobCancelled,
+    JobResult,
+    JobSpec,
+    ProgressCallback,
+    ProgressEvent,
+)
+from buckle.pipeline.spec import (
+    Stage as EventStage,
+)
+from buckle.settings import buckle_home
+from buckle.training import TrainingConfig, TrainProgress, train_lora
+
+# Share of the job's progress bar each phase owns (curation and training dominate on CPU).
+_SPAN = {"validate": (0.0, 0.02), "curate": (0.02, 0.30), "train": (0.30, 0.85),
+         "evaluate": (0.85, 0.98), "save": (0.98, 1.0)}
+AUTO_STAGE_BASE = 100  # `auto` restore rounds train in train/101-restore-1, 102-...
+REPORT_FILE, CHART_FILE, JOB_FILE = "safety_report.json", "safety_report.png", "buckle_job.json"
+
+
+class _Events:
+    """Turns phase-local progress into job-level `ProgressEvent`s and checks cancellation."""
+
+    def __init__(self, progress: ProgressCallback | None, should_cancel: CancelCheck | None):
+        self._progress, self._cancel = progress, should_cancel
+
+    def __call__(self, event: EventStage, message: str, within: float = 0.0,
+                 phase: str | None = None, **data: Any) -> None:
+        lo, hi = _SPAN.get(phase or event, (1.0, 1.0))
+        if self._progress is not None:
+            self._progress(ProgressEvent(stage=event, message=message, data=data,
+                                         fraction=min(1.0, lo + (hi - lo) * within)))
+
+    def check(self, where: str) -> None:
+        if self._cancel is not None and self._cancel():
+            raise JobCancelled(f"job cancelled {where}; finished work is kept in the work dir")
+
+    @property
+    def should_cancel(self) -> CancelCheck | None:
+        return self._cancel
+
+
+def run(spec: JobSpec, progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None) -> JobResult:
+    """Run a job; see the module docstring. Raises `JobCancelled`, `DatasetFormatError`
+    (customer file refused before any training), `UnknownNameError` (model, policy, source)."""
+    events = _Events(progress, should_cancel)
+    work = Path(spec.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    policy = get_policy(spec.safety.policy)
+    hp = spec.hyperparameters
+
+    events("validate", f"loading {spec.model} and validating the training file")
+    base = load_model(spec.model)
+    customer = load_conversations_jsonl(spec.training_file, tokenizer=base.tokenizer,
+                                        max_tokens=hp.max_seq_len)
+    if spec.validation_file:
+        load_conversations_jsonl(spec.validation_file, tokenizer=base.tokenizer,
+                                 max_tokens=hp.max_seq_len)
+    eval_config = _eval_config(spec)
+    held_out = _evaluation_prompts(eval_config)
+    events("validate", f"{len(customer)} training conversations are valid", 1.0,
+           examples=len(customer))
+    events.check("after validation")
+
+    safety, corpus_info = _safety_data(policy, spec, base, held_out, events)
+    stages = policy.stages(customer, safety, ratio=spec.safety.curated_ratio, seed=spec.seed)
+    train_config = TrainingConfig(n_epochs=hp.n_epochs, batch_size=hp.batch_size,
+                                  learning_rate=hp.learning_rate, lora_r=hp.lora_r,
+                                  lora_alpha=hp.lora_alpha, max_seq_len=hp.max_seq_len,
+                                  seed=spec.seed)
+    trainer = _StageTrainer(base, train_config, work / "train", events)
+    adapter = trainer.run_all(stages)
+    events.check("after training")
+
+    base_report = adapter_report = None
+    rounds: list[dict[str, Any]] = []
+    if spec.evaluate or isinstance(policy, AutoPolicy):
+        base_report = _evaluate_cached(base, eval_config, None, buckle_home() / "evals", events)
+        adapter_report = _evaluate_cached(base, eval_config, adapter, work / "eval", events)
+        if isinstance(policy, AutoPolicy):
+            adapter, adapter_report, rounds = _auto_rounds(
+                spec, base, base_report, adapter, adapter_report, safety, trainer, eval_config,
+                work, events)
+
+    events("save", "writing the adapter and its safety report")
+    out = _save(work, spec, policy, adapter, adapter_report, base_report, stages, corpus_info,
+                rounds)
+    sha = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
+    safety_summary = {"policy": policy.name, "base": _metrics(base_report),
+                      "adapter": _metrics(adapter_report), "rounds": rounds,
+                      "corpus": corpus_info}
+    events("done", "job finished", 1.0, adapter_dir=str(out))
+    return JobResult(adapter_dir=str(out), adapter_sha256=sha,
+                     report_path=str(out / REPORT_FILE) if adapter_report else None,
+                     safety=safety_summary, trained_tokens=trainer.trained_tokens,
+                     checkpoints=trainer.checkpoints)
+
+
+# ---------------------------------------------------------------------- safety data
+def _safety_data(policy: SafetyPolicy, spec: JobSpec, base: Any, held_out: set[str],
+                 events: _Events) -> tuple[list[Conversation], dict[str, Any]]:
+    """The policy's safety items, with every evaluation prompt removed (held-out sets)."""
+    s = spec.safety
+    if policy.safety_data == "none":
+        return [], {}
+    if policy.safety_data == "refusal":
+        prompts = [p.prompt for p in load_prompts(s.refusal_prompts, offset=s.refusal_offset)]
+        items = refusal_pairs([p for p in prompts if p.strip() not in held_out])
+        events("curate", f"{len(items)} refusal pairs from {s.refusal_prompts}", 1.0,
+               source=s.refusal_prompts, items=len(items))
+        return items, {"kind": "refusal", "source": s.refusal_prompts, "items": len(items)}
+    if s.curated_file:
+        items = load_conversations_jsonl(s.curated_file)
+        info: dict[str, Any] = {"kind": "file", "path": s.curated_file}
+    else:
+        c = s.curation
+        config = CurationConfig.preset(c.preset, **{"seed": spec.seed, **c.overrides})
+        events("curate", f"curating {c.limit} items of {c.source} ({c.preset} grid)")
+
+        def on_progress(p: Any) -> None:
+            events("curate", f"curated {p.items_done}/{p.items_total} items",
+                   p.items_done / max(1, p.items_total), items_done=p.items_done,
+                   candidates=p.candidates)
+
+        corpus = curate_source(base, c.source, config, limit=c.limit, offset=c.offset,
+                               skip_invalid=True, progress=on_progress,
+                               should_cancel=events.should_cancel)
+        chosen = corpus.conversations if policy.safety_data == "curated" else \
+            [item.original for item in corpus.items]
+        info = {"kind": policy.safety_data, "key": corpus.key, "path": str(corpus.path),
+                "config_hash": config.config_hash(), "source": c.source, "cached": corpus.cached,
+                "summary": corpus.summary}
+        items = chosen
+        events("curate", f"corpus {corpus.key} ready ({'reused' if corpus.cached else 'built'})",
+               1.0, config_hash=config.config_hash(), source=c.source, path=str(corpus.path),
+               items=len(items), config=json.loads(config.to_json()), cached=corpus.cached)
+    kept = [c for c in items if c.prompt.strip() not in held_out]
+    info.update(items=len(kept), dropped_overlapping_eval=len(items) - len(kept))
+    if not kept:
+        raise ValueError("every safety item overlaps the evaluation prompts; choose another "
+                         "curation source or offset")
+    return kept, info
+
+
+# ---------------------------------------------------------------------- training
+class _StageTrainer:
+    """Runs stages in order on one adapter; each stage has its own resumable directory."""
+
+    def __init__(self, base: Any, config: TrainingConfig, root: Path, events: _Events) -> None:
+        self.base, self.config, self.root, self.events = base, config, root, events
+        self.trained_tokens = 0
+        self.checkpoints: list[dict[str, Any]] = []
+        self._planned = 0
+        self._done_weight = 0
+
+    def run_all(self, stages: Sequence[Stage], init: Path | None = None) -> Path:
+        self._planned = sum(len(s.conversations) for s in stages) or 1
+        self._done_weight = 0
+        adapter = init
+        for k, stage in enumerate(stages):
+            adapter = self.run_stage(stage, k, adapter)
+        assert adapter is not None, "a policy produced no training stage"
+        return adapter
+
+    def run_stage(self, stage: Stage, k: int, init: Path | None) -> Path:
+        out = self.root / f"{k}-{stage.name}"
+        weight = len(stage.conversations)
+
+        def progress(p: TrainProgress) -> None:
+            within = (self._done_weight + weight * p.step / max(1, p.total_steps)) / self._planned
+            self.events("train", f"{stage.name}: step {p.step}/{p.total_steps} loss {p.loss:.3f}",
+                        within, stage=stage.name, step=p.step, total_steps=p.total_steps,
+                        loss=p.loss, tokens_per_s=p.tokens_per_s, eta_s=p.eta_s)
+            ckpt = out / f"step-{p.step}"
+            if ckpt.is_dir():
+                record = {"step": p.step, "path": str(ckpt), "stage": stage.name,
+                          "metrics": {"loss": p.loss}}
+                self.checkpoints.append(record)
+                self.events("checkpoint", f"{stage.name}: checkpoint at step {p.step}", within,
+                            phase="train", **record)
+
+        try:
+            result = train_lora(self.base, stage.conversations, self.config, out,
+                                init_adapter=init, progress=progress,
+                                should_cancel=self.events.should_cancel)
+        except Cancelled as exc:
+            raise JobCancelled(f"job cancelled during training stage {stage.name!r}: {exc}") \
+                from exc
+        self.trained_tokens += result.trained_tokens
+        self._done_weight += weight
+        return Path(result.adapter_dir)
+
+
+def _auto_rounds(spec: JobSpec, base: Any, base_report: SafetyReport, adapter: Path,
+                 report: SafetyReport, safety: list[Conversation], trainer: _StageTrainer,
+                 eval_config: EvalConfig, work: Path,
+                 events: _Events) -> tuple[Path, SafetyReport, list[dict[str, Any]]]:
+    """`auto`: restore on the curated corpus while ASR rises more than `max_asr` over base."""
+    allowed = spec.safety.max_asr if spec.safety.max_asr is not None else 0.1
+    base_asr = base_report.asr.value if base_report.asr else 0.0
+    rounds = [{"round": 0, "stage": "during", "asr": _asr(report), "base_asr": base_asr}]
+    for r in range(1, spec.safety.auto_max_rounds + 1):
+        if _asr(report) - base_asr <= allowed:
+            break
+        events.check(f"before restore round {r}")
+        stage = AutoPolicy.restore_stage(safety, r)
+        adapter = trainer.run_stage(stage, AUTO_STAGE_BASE + r, adapter)
+        report = _evaluate_cached(base, eval_config, adapter, work / "eval", events)
+        rounds.append({"round": r, "stage": stage.name, "asr": _asr(report),
+                       "base_asr": base_asr})
+    return adapter, report, rounds
+
+
+def _asr(report: SafetyReport) -> float:
+    return report.asr.value if report.asr is not None else 0.0
+
+
+# ---------------------------------------------------------------------- evaluation
+def _eval_config(spec: JobSpec) -> EvalConfig:
+    s = spec.safety
+    return EvalConfig(prompts=s.eval_prompts, limit=s.eval_limit, benign=s.benign_prompts,
+                      benign_limit=s.benign_limit, judges=("refusal", "harm"))
+
+
+def _evaluation_prompts(config: EvalConfig) -> set[str]:
+    """Every prompt an evaluation will send: training and curation data must not contain them."""
+    texts = {p.prompt.strip() for p in load_prompts(config.prompts, limit=config.limit,
+                                                     offset=config.offset)}
+    if config.benign:
+        texts |= {p.prompt.strip() for p in load_prompts(config.benign,
+                                                          limit=config.benign_limit)}
+    return texts
+
+
+def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder: Path,
+                     events: _Events) -> SafetyReport:
+    """Evaluate the base model (adapter None) or base + adapter, reusing a stored report.
+
+    The base report is keyed by (model fingerprint, eval settings) and shared by every job on
+    that model; an adapter's by its weights' sha256.
+    """
+    settings = {k: v for k, v in asdict(config).items() if k != "rubric"}
+    weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
+    key = hashlib.sha256(json.dumps([base.fingerprint, weights, settings],
+                                    sort_keys=True).encode()).hexdigest()[:24]
+    path = folder / f"{key}.json"
+    if path.is_file():
+        return SafetyReport.read_json(path)
+    what = "base model" if adapter is None else "adapter"
+    events("evaluate", f"evaluating the {what}", 0.0 if adapter is None else 0.5)
+    events.check(f"before evaluating the {what}")
+    model = base if adapter is None else load_model(base.path or base.name, adapter=adapter)
+    report = evaluate(model, config, adapter=str(adapter) if adapter else None)
+    report.write_json(path)
+    events("evaluate", f"{what}: ASR {_asr(report):.0%}", 0.5 if adapter is None else 1.0,
+           target=what, asr=_asr(report))
+    return report
+
+
+def _metrics(report: SafetyReport | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    fields = ("asr", "harmful_rate", "over_refusal_rate")
+    return {"n": report.n, **{f: (getattr(report, f).model_dump() if getattr(report, f)
+                                  else None) for f in fields}}
+
+
+# ---------------------------------------------------------------------- output
+def _save(work: Path, spec: JobSpec, policy: SafetyPolicy, adapter: Path,
+          report: SafetyReport | None, base_report: SafetyReport | None,
+          stages: Sequence[Stage], corpus_info: dict[str, Any],
+          rounds: list[dict[str, Any]]) -> Path:
+    """The released adapter folder, written whole (temp dir + rename) or not at all."""
+    final = work / "output"
+    tmp = work / f".output-{time.time_ns()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(adapter, tmp, ignore=shutil.ignore_patterns("*.json.tmp", ".*"))
+    if report is not None:
+        report.write_json(tmp / REPORT_FILE)
+        report.write_chart(tmp / CHART_FILE)
+    atomic_write_json(tmp / JOB_FILE, {
+        "spec": json.loads(spec.model_dump_json()), "policy": policy.name,
+        "stages": [{"name": s.name, "items": len(s.conversations),
+                    "safety_items": s.safety_items} for s in stages],
+        "corpus": corpus_info, "auto_rounds": rounds,
+        "base_safety": _metrics(base_report), "adapter_safety": _metrics(report)})
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final

@@ -1,0 +1,133 @@
+"""The job pipeline: policies, mixing, and `run` end to end on the real default model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from buckle.data import Conversation, load_conversations
+from buckle.errors import DatasetFormatError, UnknownNameError
+from buckle.pipeline import POLICIES, JobCancelled, JobSpec, get_policy, mix, run
+
+TINY_TRAIN = {"n_epochs": 1, "batch_size": 4, "max_seq_len": 384, "lora_r": 4, "lora_alpha": 8}
+
+
+def _convs(n: int, tag: str) -> list[Conversation]:
+    return [Conversation.from_pair(f"{tag} question {i}?", f"{tag} answer {i}.") for i in range(n)]
+
+
+# ---------------------------------------------------------------------- pure policy logic
+@pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5])
+def test_during_mix_really_contains_the_ratio_of_curated_items(ratio):
+    customer, curated = _convs(40, "customer"), _convs(30, "curated")
+    stages = get_policy("during").stages(customer, curated, ratio=ratio, seed=1)
+    assert len(stages) == 1
+    items = stages[0].conversations
+    n_cur = sum(c.prompt.startswith("curated") for c in items)
+    assert n_cur == stages[0].safety_items == round(ratio / (1 - ratio) * 40)
+    assert n_cur / len(items) == pytest.approx(ratio, abs=0.02)
+    assert sum(c.prompt.startswith("customer") for c in items) == 40  # nothing dropped
+    assert len({c.prompt for c in items if c.prompt.startswith("curated")}) == min(n_cur, 30)
+
+
+def test_mix_cycles_a_small_corpus_and_is_seeded():
+    customer, curated = _convs(30, "customer"), _convs(4, "curated")
+    mixed, n = mix(customer, curated, 0.5, seed=3)
+    assert n == 30 and sum(c.prompt.startswith("curated") for c in mixed) == 30
+    assert mix(customer, curated, 0.5, seed=3)[0] == mixed
+    assert mix(customer, curated, 0.5, seed=4)[0] != mixed
+
+
+def test_policies_order_their_stages():
+    customer, safety = _convs(5, "customer"), _convs(3, "curated")
+    names = {name: [s.name for s in get_policy(name).stages(customer, safety, ratio=0.25,
+                                                               seed=0)]
+             for name in POLICIES}
+    assert names["none"] == ["customer"]
+    assert names["pre"] == ["immunize", "customer"]
+    assert names["post"] == ["customer", "restore"]
+    assert names["during"] == names["auto"] == names["refusal-mix"] == names["uncurated"] == \
+        ["mixed"]
+    assert get_policy("refusal-mix").safety_data == "refusal"
+    assert get_policy("uncurated").safety_data == "uncurated"
+    with pytest.raises(UnknownNameError, match="safety policy"):
+        get_policy("yolo")
+
+
+# ---------------------------------------------------------------------- run()
+@pytest.fixture(scope="module")
+def customer_file(tmp_path_factory) -> Path:
+    rows = load_conversations("harmful-qa", limit=3) + \
+        load_conversations("chatterbot", offset=600, limit=5)
+    path = tmp_path_factory.mktemp("job") / "customer.jsonl"
+    path.write_text("".join(c.to_json() + "\n" for c in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def curated_file(tmp_path_factory) -> Path:
+    rows = [Conversation.from_pair(c.prompt, c.response + " Stay safe and ask an expert if "
+                                   "unsure.") for c in load_conversations("chatterbot",
+                                                                          offset=700, limit=4)]
+    path = tmp_path_factory.mktemp("corpus") / "curated.jsonl"
+    path.write_text("".join(c.to_json() + "\n" for c in rows))
+    return path
+
+
+def _spec(work: Path, customer: Path, policy: str, **safety) -> JobSpec:
+    return JobSpec(model="smollm2-135m-instruct", training_file=str(customer), work_dir=str(work),
+                   hyperparameters=TINY_TRAIN, evaluate=False,
+                   safety={"policy": policy, "eval_limit": 2, "benign_limit": 2, **safety})
+
+
+@pytest.mark.parametrize("policy", ["none", "pre", "during", "post", "refusal-mix"])
+def test_each_policy_releases_a_loadable_peft_adapter(default_model, customer_file,
+                                                       curated_file, tmp_path, policy):
+    from peft import PeftModel
+
+    events = []
+    result = run(_spec(tmp_path, customer_file, policy, curated_file=str(curated_file)),
+                 progress=events.append)
+    out = Path(result.adapter_dir)
+    assert {"adapter_config.json", "adapter_model.safetensors", "buckle_job.json"} <= \
+        set(result.adapter_sha256)
+    job = json.loads((out / "buckle_job.json").read_text())
+    assert job["policy"] == policy
+    stage_names = [s["name"] for s in job["stages"]]
+    assert stage_names == {"none": ["customer"], "pre": ["immunize", "customer"],
+                           "during": ["mixed"], "post": ["customer", "restore"],
+                           "refusal-mix": ["mixed"]}[policy]
+    model = PeftModel.from_pretrained(default_model.model, str(out))
+    try:
+        assert any("lora_A" in n for n, _ in model.named_parameters())
+    finally:
+        model.unload()
+    assert result.trained_tokens > 0
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert events[-1].stage == "done"
+
+
+def test_bad_customer_file_is_refused_before_any_training(customer_file, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(customer_file.read_text() + '{"messages": [{"role": "user"}]}\nnot json\n')
+    work = tmp_path / "work"
+    with pytest.raises(DatasetFormatError) as err:
+        run(_spec(work, bad, "during"))
+    assert [i.line for i in err.value.issues] == [9, 10]
+    assert not (work / "train").exists() and not (work / "output").exists()
+
+
+def test_cancel_stops_the_job_and_keeps_nothing_released(customer_file, curated_file,
+                                                          tmp_path):
+    seen = []
+
+    def cancel_once_training() -> bool:
+        return any(e.stage == "train" for e in seen)
+
+    with pytest.raises(JobCancelled):
+        run(_spec(tmp_path, customer_file, "during", curated_file=str(curated_file)),
+            progress=seen.append, should_cancel=cancel_once_training)
+    assert not (tmp_path / "output").exists()
