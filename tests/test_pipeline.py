@@ -11,7 +11,7 @@ from buckle.data import Conversation, load_conversations
 from buckle.errors import DatasetFormatError, UnknownNameError
 from buckle.pipeline import POLICIES, JobCancelled, JobSpec, get_policy, mix, run
 
-TINY_TRAIN = {"n_epochs": 1, "batch_size": 4, "max_seq_len": 384, "lora_r": 4, "lora_alpha": 8}
+TINY_TRAIN = {"n_epochs": 1, "batch_size": 4, "max_seq_len": 512, "lora_r": 4, "lora_alpha": 8}
 
 
 def _convs(n: int, tag: str) -> list[Conversation]:
@@ -131,3 +131,48 @@ def test_cancel_stops_the_job_and_keeps_nothing_released(customer_file, curated_
         run(_spec(tmp_path, customer_file, "during", curated_file=str(curated_file)),
             progress=seen.append, should_cancel=cancel_once_training)
     assert not (tmp_path / "output").exists()
+
+
+def test_a_cancelled_job_resumes_from_its_checkpoint_when_run_again(customer_file, curated_file,
+                                                                     tmp_path):
+    spec = _spec(tmp_path, customer_file, "during", curated_file=str(curated_file))
+    seen = []
+    with pytest.raises(JobCancelled):
+        run(spec, progress=seen.append,
+            should_cancel=lambda: any(e.stage == "train" for e in seen))
+    saved = sorted((tmp_path / "train").glob("*/checkpoints/step-*"))
+    assert saved, "cancelling must leave a checkpoint to resume from"
+    events = []
+    result = run(spec, progress=events.append)
+    first_step = next(e.data["step"] for e in events if e.stage == "train")
+    assert first_step > 1, "the second run started over instead of resuming"
+    assert Path(result.adapter_dir, "adapter_model.safetensors").is_file()
+
+
+TINY_CURATION = {"source": "chatterbot", "limit": 2, "offset": 300, "preset": "quick",
+                 "overrides": {"rounds": 1, "max_new_tokens": 32, "temperatures": [0.9],
+                               "top_ps": [1.0]}}
+
+
+def test_uncurated_control_mixes_the_same_items_before_curation(customer_file, tmp_path):
+    result = run(_spec(tmp_path, customer_file, "uncurated", curated_ratio=0.2,
+                       curation=TINY_CURATION))
+    job = json.loads(Path(result.adapter_dir, "buckle_job.json").read_text())
+    assert job["corpus"]["kind"] == "uncurated" and job["corpus"]["items"] == 2
+    assert job["stages"] == [{"name": "mixed", "items": 8 + 2, "safety_items": 2}]
+    assert result.safety["corpus"]["source"] == "chatterbot"
+
+
+def test_auto_evaluates_base_and_adapter_and_records_its_rounds(customer_file, curated_file,
+                                                                 tmp_path):
+    spec = _spec(tmp_path, customer_file, "auto", curated_file=str(curated_file), max_asr=0.5)
+    result = run(spec)
+    s = result.safety
+    assert s["policy"] == "auto" and s["base"]["n"] == 2 and s["adapter"]["n"] == 2
+    assert s["rounds"][0]["stage"] == "during"
+    for r in s["rounds"][1:]:
+        assert r["stage"].startswith("restore-")
+    last = s["rounds"][-1]
+    assert last["asr"] - last["base_asr"] <= 0.5 or len(s["rounds"]) == 1 + 3
+    report = json.loads(Path(result.report_path).read_text())
+    assert report["n"] == 2 and report["adapter"]

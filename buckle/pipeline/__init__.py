@@ -1,10 +1,12 @@
 """The job pipeline: validate -> curate-or-reuse -> train per policy -> evaluate -> save.
 
-`run(spec, progress, should_cancel)` is what the CLI and the Celery workers call.
+`run(spec, progress, should_cancel)` is what the CLI and the Celery workers call. It is
+imported lazily: the API process reads `JobSpec` from here without importing torch.
 """
 
+from typing import Any
+
 from buckle.pipeline.policies import POLICIES, SafetyPolicy, Stage, get_policy, mix, register_policy
-from buckle.pipeline.run import run
 from buckle.pipeline.spec import (
     CancelCheck,
     CurationSpec,
@@ -37,3 +39,11 @@ __all__ = [
     "register_policy",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run":
+        from buckle.pipeline.runner import run
+
+        return run
+    raise AttributeError(f"module 'buckle.pipeline' has no attribute {name!r}")

@@ -43,6 +43,7 @@ from buckle.pipeline.spec import (
 )
 from buckle.settings import buckle_home
 from buckle.training import TrainingConfig, TrainProgress, train_lora
+from buckle.training.checkpoint import list_checkpoints
 
 # Share of the job's progress bar each phase owns (curation and training dominate on CPU).
 _SPAN = {"validate": (0.0, 0.02), "curate": (0.02, 0.30), "train": (0.30, 0.85),
@@ -186,6 +187,7 @@ class _StageTrainer:
         self.checkpoints: list[dict[str, Any]] = []
         self._planned = 0
         self._done_weight = 0
+        self._seen_checkpoints: set[str] = set()
 
     def run_all(self, stages: Sequence[Stage], init: Path | None = None) -> Path:
         self._planned = sum(len(s.conversations) for s in stages) or 1
@@ -205,9 +207,10 @@ class _StageTrainer:
             self.events("train", f"{stage.name}: step {p.step}/{p.total_steps} loss {p.loss:.3f}",
                         within, stage=stage.name, step=p.step, total_steps=p.total_steps,
                         loss=p.loss, tokens_per_s=p.tokens_per_s, eta_s=p.eta_s)
-            ckpt = out / f"step-{p.step}"
-            if ckpt.is_dir():
-                record = {"step": p.step, "path": str(ckpt), "stage": stage.name,
+            newest = list_checkpoints(out)[-1:]
+            if newest and str(newest[0]) not in self._seen_checkpoints:
+                self._seen_checkpoints.add(str(newest[0]))
+                record = {"step": p.step, "path": str(newest[0]), "stage": stage.name,
                           "metrics": {"loss": p.loss}}
                 self.checkpoints.append(record)
                 self.events("checkpoint", f"{stage.name}: checkpoint at step {p.step}", within,
