@@ -107,11 +107,12 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     adapter = trainer.run_all(stages)
     events.check("after training")
 
-    base_report = adapter_report = None
+    base_report = adapter_report = base_report_path = None
     rounds: list[dict[str, Any]] = []
     if spec.evaluate or isinstance(policy, AutoPolicy):
-        base_report = _evaluate_cached(base, eval_config, None, buckle_home() / "evals", events)
-        adapter_report = _evaluate_cached(base, eval_config, adapter, work / "eval", events)
+        base_report, base_report_path = _evaluate_cached(base, eval_config, None,
+                                                         buckle_home() / "evals", events)
+        adapter_report, _ = _evaluate_cached(base, eval_config, adapter, work / "eval", events)
         if isinstance(policy, AutoPolicy):
             adapter, adapter_report, rounds = _auto_rounds(
                 spec, base, base_report, adapter, adapter_report, safety, trainer, eval_config,
@@ -123,7 +124,8 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     sha = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
     safety_summary = {"policy": policy.name, "base": _metrics(base_report),
                       "adapter": _metrics(adapter_report), "rounds": rounds,
-                      "corpus": corpus_info}
+                      "corpus": corpus_info,
+                      "base_report": str(base_report_path) if base_report_path else None}
     events("done", "job finished", 1.0, adapter_dir=str(out))
     return JobResult(adapter_dir=str(out), adapter_sha256=sha,
                      report_path=str(out / REPORT_FILE) if adapter_report else None,
@@ -242,7 +244,7 @@ def _auto_rounds(spec: JobSpec, base: Any, base_report: SafetyReport, adapter: P
         events.check(f"before restore round {r}")
         stage = AutoPolicy.restore_stage(safety, r)
         adapter = trainer.run_stage(stage, AUTO_STAGE_BASE + r, adapter)
-        report = _evaluate_cached(base, eval_config, adapter, work / "eval", events)
+        report, _ = _evaluate_cached(base, eval_config, adapter, work / "eval", events)
         rounds.append({"round": r, "stage": stage.name, "asr": _asr(report),
                        "base_asr": base_asr})
     return adapter, report, rounds
@@ -270,7 +272,7 @@ def _evaluation_prompts(config: EvalConfig) -> set[str]:
 
 
 def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder: Path,
-                     events: _Events) -> SafetyReport:
+                     events: _Events) -> tuple[SafetyReport, Path]:
     """Evaluate the base model (adapter None) or base + adapter, reusing a stored report.
 
     The base report is keyed by (model fingerprint, eval settings) and shared by every job on
@@ -282,7 +284,7 @@ def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder
                                     sort_keys=True).encode()).hexdigest()[:24]
     path = folder / f"{key}.json"
     if path.is_file():
-        return SafetyReport.read_json(path)
+        return SafetyReport.read_json(path), path
     what = "base model" if adapter is None else "adapter"
     events("evaluate", f"evaluating the {what}", 0.0 if adapter is None else 0.5)
     events.check(f"before evaluating the {what}")
@@ -291,7 +293,7 @@ def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder
     report.write_json(path)
     events("evaluate", f"{what}: ASR {_asr(report):.0%}", 0.5 if adapter is None else 1.0,
            target=what, asr=_asr(report))
-    return report
+    return report, path
 
 
 def _metrics(report: SafetyReport | None) -> dict[str, Any] | None:
