@@ -1,7 +1,8 @@
 """Benchmark: one CTRL curation round done three ways, same model, items, grid and seeds.
 
     flock /tmp/buckle-bench.lock .venv/bin/python bench/curation.py \\
-        --items 10,20,40 --naive-items 10 --grid quick --max-new-tokens 128 --threads 2 \\
+        --items 5,10,20,40 --hf-items 10,20,40 --hf-batch all,16@40 --naive-items 5 \\
+        --grid quick --max-new-tokens 128 --threads 1 \\
         --out docs/bench/curation.json
 
 Each arm does the same work: for every item, one revision per (temperature, top_p) grid point
@@ -333,8 +334,35 @@ def identical_samples(results: list[ArmResult]) -> list[dict[str, Any]]:
     return out
 
 
+def hf_batches(spec: str, n: int) -> list[int]:
+    """Batch sizes to try for (b) at n items: 'all', 'B' or 'B@N' (B only at N items)."""
+    sizes = []
+    for part in spec.split(","):
+        batch, _, only = part.partition("@")
+        if only and int(only) != n:
+            continue
+        size = n if batch == "all" else min(int(batch), n)
+        if size not in sizes:
+            sizes.append(size)
+    return sizes
+
+
 def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
+
+
+def save(args: argparse.Namespace, cfg: CurationConfig, results: list[ArmResult]) -> None:
+    if not args.out:
+        return
+    meta = {"command": "bench/curation.py", "args": vars(args), "grid": cfg.grid,
+            "config": json.loads(cfg.to_json()), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "machine": platform.machine(),
+            "processor": platform.processor(), "cpus": os.cpu_count(),
+            "hf_score_batch": HF_SCORE_BATCH}
+    rows = [{k: v for k, v in asdict(r).items() if k != "tokens"} for r in results]
+    with open(args.out, "w") as f:
+        json.dump({"meta": meta, "results": rows, "ratios": ratios(results),
+                   "same_samples": identical_samples(results)}, f, indent=2)
 
 
 def main() -> None:
@@ -344,9 +372,11 @@ def main() -> None:
     ap.add_argument("--source", default="chatterbot", help="chatterbot or alpaca")
     ap.add_argument("--items", type=ints, default=[10, 20, 40], help="sizes for (c)")
     ap.add_argument("--hf-items", type=ints, default=None, help="sizes for (b); default --items")
-    ap.add_argument("--naive-items", type=int, default=10, help="size for (a); 0 skips it")
+    ap.add_argument("--naive-items", type=int, default=10,
+                    help="size for (a); 0 skips it (add it to --items to compare like for like)")
     ap.add_argument("--hf-batch", default="16,all",
-                    help="generate batch sizes tried for (b), 'all' = every item in one call")
+                    help="generate batch sizes tried for (b): 'all' (every item in one call), "
+                    "'B', or 'B@N' (B only at N items), comma-separated")
     ap.add_argument("--grid", choices=sorted(GRIDS), default="quick")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
@@ -375,6 +405,7 @@ def main() -> None:
     def record(r: ArmResult) -> None:
         results.append(r)
         print(fmt_row(r), flush=True)
+        save(args, cfg, results)  # after every arm, so a long run leaves partial results
 
     if args.naive_items:
         record(run_naive(lm, cfg, pool[:args.naive_items], stop, scorers))
@@ -383,31 +414,18 @@ def main() -> None:
         if n in args.items:
             record(run_engine(lm, cfg, items))
         if n in hf_sizes:
-            for b in args.hf_batch.split(","):
-                size = n if b == "all" else int(b)
-                if b != "all" and size >= n and "all" in args.hf_batch:
-                    continue  # same as 'all'
-                record(run_hf_batched(lm, cfg, items, stop, scorers, min(size, n)))
+            for size in hf_batches(args.hf_batch, n):
+                record(run_hf_batched(lm, cfg, items, stop, scorers, size))
 
-    rat = ratios(results)
-    same = identical_samples(results)
-    for s in same:
-        print(f"identical samples, {s['arm']} vs c_engine at {s['items']} items: "
+    for s in identical_samples(results):
+        batch = f" (batch {s['hf_batch']})" if s["hf_batch"] else ""
+        print(f"identical samples, {s['arm']}{batch} vs c_engine at {s['items']} items: "
               f"{s['identical']}/{s['samples']}")
-    for r in rat:
+    for r in ratios(results):
         batch = f" (batch {r['hf_batch']})" if r["hf_batch"] else ""
         print(f"engine vs {r['vs']}{batch} at {r['items']} items: "
               f"{r['generated_per_s']:.2f}x candidates generated/s, "
               f"{r['scored_per_s']:.2f}x candidates scored/s, {r['gen_tok_per_s']:.2f}x tok/s")
-    if args.out:
-        meta = {"command": "bench/curation.py", "args": vars(args), "grid": cfg.grid,
-                "config": json.loads(cfg.to_json()), "threads": torch.get_num_threads(),
-                "torch": torch.__version__, "machine": platform.machine(),
-                "cpus": os.cpu_count(), "hf_score_batch": HF_SCORE_BATCH}
-        rows = [{k: v for k, v in asdict(r).items() if k != "tokens"} for r in results]
-        with open(args.out, "w") as f:
-            json.dump({"meta": meta, "results": rows, "ratios": rat, "same_samples": same},
-                      f, indent=2)
 
 
 if __name__ == "__main__":

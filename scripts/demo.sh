@@ -1,10 +1,52 @@
 #!/usr/bin/env bash
-# The README's main command: pull the default model and measure its safety on AdvBench.
+# The README's main command: the product end to end, on CPU, in minutes.
+# Starts `buckle up` (SQLite, filesystem broker, local artifacts: no servers) in a fresh data dir,
+# creates an organization and an API key, then scripts/demo_service.py acts as the customer:
+# uploads a small file with a few harmful examples, fine-tunes with `policy: during`, follows
+# the job live, prints base vs. adapter safety scores, downloads and verifies the adapter
+# (to reports/demo/). `buckle up` is stopped at the end, also on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 MODEL=${BUCKLE_DEMO_MODEL:-smollm2-135m-instruct}
-.venv/bin/buckle models pull "$MODEL"
-.venv/bin/buckle eval --model "$MODEL" --prompts advbench --limit "${BUCKLE_DEMO_LIMIT:-20}" \
-  --benign chatterbot --benign-limit "${BUCKLE_DEMO_LIMIT:-20}" \
-  --judge refusal,harm --out reports/demo/report.json
+.venv/bin/buckle models pull "$MODEL" >/dev/null
+
+DATA=${BUCKLE_DEMO_DATA_DIR:-$(mktemp -d -t buckle-demo.XXXXXX)}
+mkdir -p "$DATA"
+PORT=${BUCKLE_DEMO_PORT:-$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+UP_PID="" CLIENT_PID=""
+stop() {
+  status=$?
+  if [ -n "$CLIENT_PID" ] && kill -0 "$CLIENT_PID" 2>/dev/null; then
+    kill -TERM "$CLIENT_PID" 2>/dev/null || true
+  fi
+  if [ -n "$UP_PID" ] && kill -0 "$UP_PID" 2>/dev/null; then
+    kill -TERM "$UP_PID" 2>/dev/null || true   # `buckle up` stops its API and workers
+    wait "$UP_PID" 2>/dev/null || true
+  fi
+  if [ "$status" -ne 0 ]; then
+    echo "demo failed (exit $status); server log: $DATA/up.log" >&2
+    tail -n 30 "$DATA/up.log" >&2 2>/dev/null || true
+  elif [ -z "${BUCKLE_DEMO_DATA_DIR:-}" ]; then
+    rm -rf "$DATA"
+  fi
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+.venv/bin/buckle admin migrate --data-dir "$DATA" >/dev/null  # before the processes share it
+BUCKLE_DEFAULT_MODEL=$MODEL .venv/bin/buckle up --port "$PORT" --data-dir "$DATA" \
+  >"$DATA/up.log" 2>&1 &
+UP_PID=$!
+echo "buckle up: http://127.0.0.1:$PORT (pid $UP_PID, data in $DATA, log $DATA/up.log)"
+
+ORG_NAME="acme-$(date +%Y%m%d-%H%M%S)"
+ORG=$(.venv/bin/buckle admin create-org "$ORG_NAME" --data-dir "$DATA")
+KEY=$(.venv/bin/buckle admin create-key "$ORG_NAME" --name demo --data-dir "$DATA" 2>/dev/null)
+echo "organization $ORG ($ORG_NAME), API key ${KEY:0:12}…"
+
+# In the background + `wait`, so that a signal to this script runs the trap at once.
+BUCKLE_API_KEY=$KEY .venv/bin/python scripts/demo_service.py --url "http://127.0.0.1:$PORT" \
+  --model "$MODEL" --out reports/demo &
+CLIENT_PID=$!
+wait "$CLIENT_PID"

@@ -106,7 +106,8 @@ def job_spec(job: FineTuningJob, store: LocalArtifactStore, session: Any) -> Job
             n_epochs=hp["n_epochs"], batch_size=hp["batch_size"],
             learning_rate=hp["learning_rate_multiplier"] * BASE_LEARNING_RATE),
         safety=SafetySpec(**job.safety), seed=job.seed,
-        work_dir=str(store.path(f"jobs/{job.id}/work")))
+        work_dir=str(store.path(f"jobs/{job.id}/work")),
+        checkpoint_every=get_settings().checkpoint_every)
 
 
 def _load_pipeline():
@@ -207,7 +208,7 @@ class JobReporter:
                                     else func.greatest(FineTuningJob.progress,
                                                        event.fraction * 100))
                             .execution_options(synchronize_session=False))
-            data = {"stage": event.stage, "fraction": event.fraction, **event.data}
+            data = _event_data(event)
             kind = "metrics" if event.stage == "train" and "step" in event.data else "message"
             jobs.add_event(session, self.job_id, event.message, type=kind, data=data)
             if event.stage == "checkpoint" and "step" in event.data:
@@ -238,6 +239,16 @@ class JobReporter:
             session.add(row)
         row.uses = (row.uses or 0) + 1
         row.last_used_at = utcnow()
+
+
+def _event_data(event: ProgressEvent) -> dict[str, Any]:
+    """The pipeline's data under the job-level `stage` and `fraction`. The pipeline's own
+    `stage` key (a training stage of the policy: mixed, immunize, restore…) must not shadow the
+    job stage, so it is kept as `training_stage`."""
+    data = dict(event.data)
+    if "stage" in data:
+        data["training_stage"] = data.pop("stage")
+    return {"stage": event.stage, "fraction": event.fraction, **data}
 
 
 def adapter_id_for(job: FineTuningJob) -> str:
@@ -340,13 +351,25 @@ def _run_leased(job_id: str, lease: Lease) -> str:
     store = get_store()
     with session_scope() as session:
         job = session.get(FineTuningJob, job_id)
-        spec = job_spec(job, store, session)
+        try:
+            spec = job_spec(job, store, session)
+        except Exception as exc:  # noqa: BLE001 - recorded below; a crash here would loop
+            spec_error = exc
+        else:
+            spec_error = None
         resumed = job.attempts > 1
         jobs.add_event(session, job_id,
                        f"Worker resumed the job from its last checkpoint (attempt {job.attempts})"
                        if resumed else "Fine-tuning job started",
                        data={"worker": lease.owner, "attempt": job.attempts})
         session.expunge(job)
+    if spec_error is not None:
+        # Not retried: the same row would fail the same way after every lease expiry.
+        log.error("job %s: cannot build its JobSpec: %r", job_id, spec_error)
+        _fail(job_id, lease, "internal_error",
+              f"The job could not be handed to the pipeline: {type(spec_error).__name__}: "
+              f"{spec_error}", None)
+        return "done"
     reporter = JobReporter(job_id, job.org_id, job.model, lease)
     log.info("job %s: %s on %s", job_id, "resuming" if resumed else "starting", lease.owner)
     try:

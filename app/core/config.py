@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     cancel_poll_s: float = Field(1.0, ge=0, description="Min seconds between cancellation checks.")
     event_throttle_s: float = Field(
         1.0, ge=0, description="Min seconds between stored `train` progress events of one job.")
+    checkpoint_every: int = Field(
+        50, ge=0, description="Optimizer steps between a job's resumable checkpoints: a worker "
+                              "killed mid-training loses at most this many steps (0 = none).")
     pipeline: str = Field(
         "buckle.pipeline:run", description="`module:function` the train task calls; an "
                                            "alternate pipeline (tests, research) plugs in here.")

@@ -1,27 +1,31 @@
 """The real thing: `buckle.pipeline.run` with the default model, through real Celery worker
 processes on the embedded stack (SQLite + filesystem broker): a tiny customer file with a few
 harmful examples, policy `during`, safety scores of base vs. released adapter; and a worker
-killed mid-training whose job another worker finishes from its checkpoint."""
+killed mid-training whose job another worker finishes from its checkpoint.
+
+Sizes are tiny so that each test takes a minute or three on 2 CPU cores: 4 curated items from
+one revision each, 4 + 4 evaluation prompts (the base model's report is cached in BUCKLE_HOME
+and shared by every job with these settings), a few optimizer steps.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 
 import httpx
 import pytest
 from servicekit import chat, jsonl, make_org, wait_for
 
-import buckle.pipeline
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not hasattr(buckle.pipeline, "run"),
-                       reason="waits on buckle.pipeline.run (not in the tree yet)"),
-]
+pytestmark = pytest.mark.slow
 REAL = {"BUCKLE_PIPELINE": "buckle.pipeline:run"}
 TINY_SAFETY = {"policy": "during", "curated_ratio": 0.25,
-               "curation": {"source": "chatterbot", "limit": 8, "preset": "quick"},
+               "curation": {"source": "chatterbot", "limit": 4, "preset": "quick",
+                            "overrides": {"rounds": 1, "max_new_tokens": 32,
+                                          "temperatures": [0.9], "top_ps": [1.0]}},
                "eval_limit": 4, "benign_limit": 4}
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def _customer_file() -> bytes:
@@ -35,56 +39,88 @@ def _customer_file() -> bytes:
     return jsonl(benign + harmful)
 
 
-def _run(stack, api: httpx.Client) -> dict:
+def _submit(api: httpx.Client, batch_size: int) -> dict:
     f = api.post("/v1/files", data={"purpose": "fine-tune"},
                  files={"file": ("customer.jsonl", _customer_file())}).json()
     r = api.post("/v1/fine_tuning/jobs", json={
         "model": "smollm2-135m-instruct", "training_file": f["id"], "seed": 1,
-        "hyperparameters": {"n_epochs": 1, "batch_size": 4}, "safety": TINY_SAFETY})
+        "hyperparameters": {"n_epochs": 1, "batch_size": batch_size}, "safety": TINY_SAFETY})
     assert r.status_code == 200, r.text
     return r.json()
 
 
-def _status(api: httpx.Client, job_id: str) -> dict:
-    return api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+def _wait_finished(api: httpx.Client, job_id: str) -> dict:
+    return wait_for(lambda: (j := api.get(f"/v1/fine_tuning/jobs/{job_id}").json())["status"]
+                    in FINISHED and j, timeout=1200, interval=2)
 
 
-@pytest.fixture
-def embedded(fresh_stack):
-    return fresh_stack
+def _events_oldest_first(api: httpx.Client, job_id: str) -> list[dict]:
+    page = api.get(f"/v1/fine_tuning/jobs/{job_id}/events?limit=1000").json()
+    assert not page["has_more"]
+    return page["data"][::-1]
 
 
 @pytest.mark.parametrize("fresh_stack", ["embedded"], indirect=True)
-def test_real_job_end_to_end_through_a_worker(embedded):
-    embedded.start_api()
-    embedded.start_worker(**REAL)
-    api = httpx.Client(base_url=embedded.api_url, headers=make_org().headers, timeout=60)
-    job = _run(embedded, api)
-    done = wait_for(lambda: (j := _status(api, job["id"]))["status"] in (
-        "succeeded", "failed", "cancelled") and j, timeout=1200, interval=2)
+def test_real_job_end_to_end_through_a_worker(fresh_stack):
+    fresh_stack.start_api()
+    fresh_stack.start_worker(**REAL)
+    api = httpx.Client(base_url=fresh_stack.api_url, headers=make_org().headers, timeout=60)
+    job = _submit(api, batch_size=4)
+
+    done = _wait_finished(api, job["id"])
+
     assert done["status"] == "succeeded", done
-    assert done["trained_tokens"] > 0
+    assert done["trained_tokens"] > 0 and done["progress"] == 100.0
     scores = done["safety_scores"]
-    assert "base" in scores and "adapter" in scores
+    assert scores["policy"] == "during"
+    for which in ("base", "adapter"):
+        assert scores[which]["n"] == 4 and 0.0 <= scores[which]["asr"]["value"] <= 1.0
+    assert scores["corpus"]["kind"] == "curated" and scores["corpus"]["items"] > 0
+    events = _events_oldest_first(api, job["id"])
+    stages = {e["data"].get("stage") for e in events if e["data"]}
+    assert {"validate", "curate", "train", "evaluate", "done"} <= stages
+    assert any(e["message"].startswith("Safety: attack success rate base") for e in events)
+
     adapter = api.get(f"/v1/adapters/{done['fine_tuned_model']}").json()
-    archive = api.get(f"/v1/adapters/{adapter['id']}/content").content
-    assert hashlib.sha256(archive).hexdigest() == adapter["sha256"]
-    assert any(name.startswith("adapter_") for name in adapter["files"])
+    assert adapter["policy"] == "during" and adapter["fine_tuning_job_id"] == job["id"]
+    assert adapter["safety_report"]["n"] == 4
+    response = api.get(f"/v1/adapters/{adapter['id']}/content")
+    archive = response.content
+    assert hashlib.sha256(archive).hexdigest() == adapter["sha256"] == \
+        response.headers["X-Buckle-Sha256"]
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "safety_report.json"} <= \
+        set(members)
+    for name, digest in adapter["files"].items():
+        assert hashlib.sha256(members[name]).hexdigest() == digest, name
 
 
 @pytest.mark.parametrize("fresh_stack", ["embedded"], indirect=True)
-def test_real_job_survives_a_killed_worker(embedded):
-    embedded.start_api()
-    first = embedded.start_worker(name="first", **REAL)
-    api = httpx.Client(base_url=embedded.api_url, headers=make_org().headers, timeout=60)
-    job = _run(embedded, api)
-    wait_for(lambda: api.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"],
-             timeout=1200, interval=1)
-    embedded.kill(first)
-    embedded.start_worker(name="second", **REAL)
-    done = wait_for(lambda: (j := _status(api, job["id"]))["status"] in (
-        "succeeded", "failed", "cancelled") and j, timeout=1200, interval=2)
+def test_real_job_survives_a_killed_worker(fresh_stack):
+    # A checkpoint after every optimizer step, so the kill lands between two of them.
+    every_step = {**REAL, "BUCKLE_CHECKPOINT_EVERY": "1"}
+    fresh_stack.start_api()
+    first = fresh_stack.start_worker(name="first", **every_step)
+    api = httpx.Client(base_url=fresh_stack.api_url, headers=make_org().headers, timeout=60)
+    job = _submit(api, batch_size=2)  # 8 customer + 3 curated items: 6 steps
+    checkpoints = wait_for(
+        lambda: api.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"],
+        timeout=1200, interval=0.5)
+    fresh_stack.kill(first)
+    assert api.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "running"
+    fresh_stack.start_worker(name="second", **every_step)
+
+    done = _wait_finished(api, job["id"])
+
     assert done["status"] == "succeeded", done
-    events = [e["message"] for e in api.get(
-        f"/v1/fine_tuning/jobs/{job['id']}/events?limit=1000").json()["data"]]
-    assert any("resumed the job from its last checkpoint" in m for m in events)
+    assert done["safety_scores"]["adapter"]["n"] == 4
+    events = _events_oldest_first(api, job["id"])
+    resumed = next(i for i, e in enumerate(events)
+                   if "resumed the job from its last checkpoint" in e["message"])
+    steps_after = [e["data"]["step"] for e in events[resumed:]
+                   if e["type"] == "metrics" and e["data"].get("stage") == "train"]
+    assert steps_after, "the second worker did not train"
+    seen = max(c["step_number"] for c in checkpoints)
+    assert steps_after[0] > seen >= 1, "the second worker started over instead of resuming"
+    assert api.get(f"/v1/adapters/{done['fine_tuned_model']}").status_code == 200

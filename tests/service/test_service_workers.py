@@ -157,7 +157,7 @@ def test_several_workers_share_one_broker_and_database(fresh_stack):
 @BOTH
 def test_job_with_an_unreadable_file_fails_with_an_error_object(fresh_stack):
     from app.core.db import session_scope
-    from app.models import File
+    from app.models import File, FineTuningJob
     from app.storage import get_store
 
     fresh_stack.start_api()
@@ -166,8 +166,15 @@ def test_job_with_an_unreadable_file_fails_with_an_error_object(fresh_stack):
     with session_scope() as session:  # the stored file went bad after upload
         key = session.get(File, job["training_file"]).storage_key
     get_store().put(key, [b"garbage\n"])
+    other = _submit(api)
+    with session_scope() as session:  # a row the pipeline's JobSpec refuses
+        row = session.get(FineTuningJob, other["id"])
+        row.hyperparameters = {**row.hyperparameters, "n_epochs": 0}
     fresh_stack.start_worker()
     done = wait_for(_finished(api, job["id"]), timeout=60)
     assert done["status"] == "failed"
     assert done["error"]["code"] == "invalid_training_file"
     assert done["error"]["param"] == "training_file" and "line 1" in done["error"]["message"]
+    refused = wait_for(_finished(api, other["id"]), timeout=60)  # failed once, not re-sent forever
+    assert refused["status"] == "failed" and refused["error"]["code"] == "internal_error"
+    assert "n_epochs" in refused["error"]["message"]
