@@ -102,7 +102,7 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     train_config = TrainingConfig(n_epochs=hp.n_epochs, batch_size=hp.batch_size,
                                   learning_rate=hp.learning_rate, lora_r=hp.lora_r,
                                   lora_alpha=hp.lora_alpha, max_seq_len=hp.max_seq_len,
-                                  seed=spec.seed)
+                                  seed=spec.seed, checkpoint_every=spec.checkpoint_every)
     trainer = _StageTrainer(base, train_config, work / "train", events)
     adapter = trainer.run_all(stages)
     events.check("after training")

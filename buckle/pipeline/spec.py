@@ -78,6 +78,10 @@ class JobSpec(BaseModel):
     seed: int = 0
     work_dir: str  # checkpoints, corpus links and outputs; reusing it resumes the job
     evaluate: bool = True
+    # Operational, not a hyperparameter: how often training writes a resumable checkpoint
+    # (optimizer steps). Small jobs on the service want frequent ones so a lost worker costs
+    # little; it does not change the trained weights.
+    checkpoint_every: int = Field(50, ge=1)
 
 
 class ProgressEvent(BaseModel):
