@@ -180,8 +180,9 @@ def chart(rows: list[dict], base: dict, path: Path) -> None:
     width = 0.38
     for k, (key, label) in enumerate((("asr", "ASR"), ("over_refusal_rate", "over-refusal"))):
         vals = [m[key]["value"] if m.get(key) else 0 for m in metrics]
-        lo = [v - (m[key]["ci_low"] if m.get(key) else 0) for v, m in zip(vals, metrics)]
-        hi = [(m[key]["ci_high"] if m.get(key) else 0) - v for v, m in zip(vals, metrics)]
+        # max(0, ...): a CI bound can sit a rounding error inside its own point estimate
+        lo = [max(0.0, v - (m[key]["ci_low"] if m.get(key) else v)) for v, m in zip(vals, metrics)]
+        hi = [max(0.0, (m[key]["ci_high"] if m.get(key) else v) - v) for v, m in zip(vals, metrics)]
         ax.bar([i + (k - 0.5) * width for i in range(len(names))], vals, width, label=label,
                yerr=[lo, hi], capsize=3)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
