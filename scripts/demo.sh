@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 MODEL=${BUCKLE_DEMO_MODEL:-smollm2-135m-instruct}
+# Torch's default (one thread per core) leaves none for the API and the client, and its threads
+# then spin waiting for each other: on a 2-core machine that made the job several times slower.
+CORES=$(nproc)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( CORES > 1 ? CORES - 1 : 1 ))}
 .venv/bin/buckle models pull "$MODEL" >/dev/null
 
 DATA=${BUCKLE_DEMO_DATA_DIR:-$(mktemp -d -t buckle-demo.XXXXXX)}
@@ -35,7 +39,9 @@ trap stop EXIT
 trap 'exit 130' INT TERM
 
 .venv/bin/buckle admin migrate --data-dir "$DATA" >/dev/null  # before the processes share it
-BUCKLE_DEFAULT_MODEL=$MODEL .venv/bin/buckle up --port "$PORT" --data-dir "$DATA" \
+# A checkpoint every 3 optimizer steps (default 50), so the tiny job lists one.
+BUCKLE_DEFAULT_MODEL=$MODEL BUCKLE_CHECKPOINT_EVERY=${BUCKLE_CHECKPOINT_EVERY:-3} \
+  .venv/bin/buckle up --port "$PORT" --data-dir "$DATA" \
   >"$DATA/up.log" 2>&1 &
 UP_PID=$!
 echo "buckle up: http://127.0.0.1:$PORT (pid $UP_PID, data in $DATA, log $DATA/up.log)"

@@ -203,6 +203,8 @@ class _StageTrainer:
     def run_stage(self, stage: Stage, k: int, init: Path | None) -> Path:
         out = self.root / f"{k}-{stage.name}"
         weight = len(stage.conversations)
+        # Checkpoints a resumed run starts from were reported by the run that wrote them.
+        self._seen_checkpoints.update(str(c) for c in list_checkpoints(out))
 
         def progress(p: TrainProgress) -> None:
             within = (self._done_weight + weight * p.step / max(1, p.total_steps)) / self._planned
@@ -212,7 +214,10 @@ class _StageTrainer:
             newest = list_checkpoints(out)[-1:]
             if newest and str(newest[0]) not in self._seen_checkpoints:
                 self._seen_checkpoints.add(str(newest[0]))
-                record = {"step": p.step, "path": str(newest[0]), "stage": stage.name,
+                # The trainer saves after reporting a step, so the folder name (step-NNNNNN)
+                # is the checkpoint's step; the loss is that of the step just reported.
+                step = int(newest[0].name.rsplit("-", 1)[1])
+                record = {"step": step, "path": str(newest[0]), "stage": stage.name,
                           "metrics": {"loss": p.loss}}
                 self.checkpoints.append(record)
                 self.events("checkpoint", f"{stage.name}: checkpoint at step {p.step}", within,

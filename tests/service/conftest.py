@@ -111,9 +111,14 @@ class Stack:
         proc.wait(10)
 
     def stop(self) -> None:
+        # Workers are killed outright: a warm shutdown takes seconds per worker and proves
+        # nothing here (every job of the test has finished or been abandoned by then).
         for proc in self.procs:
             if proc.poll() is None:
-                proc.terminate()
+                if proc.args[2] == "celery":
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.terminate()
         for proc in self.procs:
             try:
                 proc.wait(15)
@@ -173,6 +178,19 @@ def fresh_stack(request, tmp_path, postgres, redis_server, monkeypatch) -> Itera
     s.apply(monkeypatch)
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def module_stack(tmp_path_factory, postgres, redis_server) -> Iterator[Stack]:
+    """One production stack with a live API for a whole module whose tests only need their own
+    organization (each test makes one), not their own database: saves a migration and an API
+    start per test."""
+    with pytest.MonkeyPatch.context() as mp:
+        s = new_stack("production", tmp_path_factory.mktemp("module"), postgres, redis_server)
+        s.apply(mp)
+        s.start_api()
+        yield s
+        s.stop()
 
 
 @pytest.fixture

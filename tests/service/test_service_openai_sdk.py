@@ -9,11 +9,11 @@ from servicekit import GOOD_JSONL, make_org, wait_for
 
 
 @pytest.fixture
-def sdk(fresh_stack):
-    fresh_stack.start_api()
+def sdk(module_stack, monkeypatch):
+    module_stack.apply(monkeypatch)  # this test process talks to the same database
     org = make_org()
-    client = openai.OpenAI(api_key=org.key, base_url=fresh_stack.api_url + "/v1", max_retries=0)
-    client.buckle_stack = fresh_stack
+    client = openai.OpenAI(api_key=org.key, base_url=module_stack.api_url + "/v1", max_retries=0)
+    client.buckle_stack = module_stack
     return client
 
 
