@@ -1,4 +1,4 @@
-"""Training data: the assistant-only label mask, length buckets and micro-batches (real tokenizer)."""
+"""Training data: the assistant-only label mask, length buckets, micro-batches (real tokenizer)."""
 
 from __future__ import annotations
 

@@ -2,11 +2,11 @@
 
 Layout of an output directory:
 
-    OUT/checkpoints/step-000050/   adapter_config.json, adapter_model.safetensors (PEFT format,
-                                   so a checkpoint is itself a usable adapter), training_config.json,
-                                   trainer_state.json (step, data position, losses, fingerprint),
-                                   optimizer.pt (AdamW + scheduler + RNG states)
-    OUT/adapter/                   the finished adapter + training_config.json + train_result.json
+    OUT/checkpoints/step-000050/  adapter_config.json, adapter_model.safetensors (PEFT format,
+                                  so a checkpoint is itself a usable adapter),
+                                  training_config.json, trainer_state.json (step, data position,
+                                  losses, fingerprint), optimizer.pt (AdamW, schedule, RNG states)
+    OUT/adapter/                  the finished adapter + training_config.json + train_result.json
 
 Every directory is filled under a temporary name, fsynced, then renamed into place, so a process
 killed at any instant (kill -9, OOM, lost node) leaves either the previous complete state or the
@@ -30,8 +30,8 @@ from buckle.training.config import TrainingConfig
 from buckle.training.lora import write_adapter
 
 CHECKPOINTS, ADAPTER = "checkpoints", "adapter"
-CONFIG_FILE, STATE_FILE, OPTIMIZER_FILE = "training_config.json", "trainer_state.json", "optimizer.pt"
-RESULT_FILE = "train_result.json"
+CONFIG_FILE, STATE_FILE = "training_config.json", "trainer_state.json"
+OPTIMIZER_FILE, RESULT_FILE = "optimizer.pt", "train_result.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
