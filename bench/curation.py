@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from buckle.curation.config import CurationConfig
 from buckle.curation.objective import QualityScorers
@@ -250,6 +251,60 @@ def run_hf_batched(lm: Any, cfg: CurationConfig, items: list[Conversation], stop
     return res.finish()
 
 
+# ---------------------------------------------------------------------- (b') row-wise HF
+class RowwiseTemperatureTopP(LogitsProcessor):
+    """HF's temperature + top-p warpers with one value per batch row (rows x grid in one call)."""
+
+    def __init__(self, temperature: list[float], top_p: list[float]) -> None:
+        self.temperature = torch.tensor(temperature).unsqueeze(-1)
+        self.top_p = torch.tensor(top_p).unsqueeze(-1)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores / self.temperature
+        sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - self.top_p)
+        remove[..., -1:] = False
+        return scores.masked_fill(remove.scatter(1, sorted_indices, remove), -float("inf"))
+
+
+@torch.inference_mode()
+def run_hf_rowwise(lm: Any, cfg: CurationConfig, items: list[Conversation], stop: set[int],
+                   scorers: QualityScorers, batch: int) -> ArmResult:
+    """Every (item, grid point) row in one left-padded `generate` (chunks of `batch` rows),
+    per-row temperature / top-p through a custom LogitsProcessor; scoring as in (b)."""
+    res = ArmResult("b_hf_rowwise", len(items), hf_batch=batch, load_before=os.getloadavg()[0])
+    tok, model = lm.tokenizer, lm.model
+    tok.padding_side = "left"
+    t0 = time.perf_counter()
+    prompts = revision_prompts(cfg, tok, items)
+    order = sorted(((i, g) for i in range(len(items)) for g in range(len(cfg.grid))),
+                   key=lambda r: (len(prompts[r[0]]), r))
+    samples = []
+    for start in range(0, len(order), batch):
+        chunk = order[start:start + batch]
+        enc = tok.pad({"input_ids": [prompts[i] for i, _ in chunk]}, return_tensors="pt")
+        warp = RowwiseTemperatureTopP([cfg.grid[g][0] for _, g in chunk],
+                                      [cfg.grid[g][1] for _, g in chunk])
+        torch.manual_seed(sample_seed(cfg.seed, start, 1, 0, -1))
+        gen = model.generate(**enc, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                             logits_processor=LogitsProcessorList([warp]),
+                             max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id,
+                             eos_token_id=sorted(stop))
+        for (i, g), row in zip(chunk, gen[:, enc["input_ids"].shape[1]:].tolist()):
+            samples.append(Sample(i, g, *split_at_stop(row, stop)))
+    samples.sort(key=lambda s: (s.item, s.point))
+    res.gen_seconds = time.perf_counter() - t0
+    fresh = collect(tok, cfg, items, samples, res)
+    pairs = [(i, c.response) for i, c in enumerate(items)] + fresh
+    rows = [encode_pair(tok, messages_of(items[i]), text, stop) for i, text in pairs]
+    ppl = hf_batched_perplexities(model, tok, rows, HF_SCORE_BATCH)
+    text_scores(scorers, items, pairs, ppl)
+    res.seconds = time.perf_counter() - t0
+    res.score_seconds = res.seconds - res.gen_seconds
+    return res.finish()
+
+
 # ---------------------------------------------------------------------- (c) engine
 def run_engine(lm: Any, cfg: CurationConfig, items: list[Conversation]) -> ArmResult:
     res = ArmResult("c_engine", len(items), load_before=os.getloadavg()[0])
@@ -334,14 +389,16 @@ def identical_samples(results: list[ArmResult]) -> list[dict[str, Any]]:
     return out
 
 
-def hf_batches(spec: str, n: int) -> list[int]:
-    """Batch sizes to try for (b) at n items: 'all', 'B' or 'B@N' (B only at N items)."""
+def hf_batches(spec: str, n: int, rows: int | None = None) -> list[int]:
+    """Batch sizes to try at n items (`rows` per call at most, default n): 'all', 'B' or 'B@N'
+    (B only at N items)."""
+    rows = n if rows is None else rows
     sizes = []
     for part in spec.split(","):
         batch, _, only = part.partition("@")
         if only and int(only) != n:
             continue
-        size = n if batch == "all" else min(int(batch), n)
+        size = rows if batch == "all" else min(int(batch), rows)
         if size not in sizes:
             sizes.append(size)
     return sizes
@@ -377,6 +434,10 @@ def main() -> None:
     ap.add_argument("--hf-batch", default="16,all",
                     help="generate batch sizes tried for (b): 'all' (every item in one call), "
                     "'B', or 'B@N' (B only at N items), comma-separated")
+    ap.add_argument("--rowwise-items", type=ints, default=[],
+                    help="sizes for (b'): all items x grid points per generate call")
+    ap.add_argument("--rowwise-batch", default="all",
+                    help="rows per (b') generate call, same syntax as --hf-batch")
     ap.add_argument("--grid", choices=sorted(GRIDS), default="quick")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
@@ -393,7 +454,8 @@ def main() -> None:
     stop = {int(t) for t in GenerationEngine.from_loaded(lm).stop_ids.tolist()}
     scorers = QualityScorers.from_config(cfg)
     hf_sizes = args.hf_items if args.hf_items is not None else args.items
-    pool = load_items(args.source, max([*args.items, *hf_sizes, args.naive_items]))
+    pool = load_items(args.source,
+                      max([*args.items, *hf_sizes, *args.rowwise_items, args.naive_items]))
     warm_up(lm, cfg, pool, stop)
 
     print(f"model={args.model} source={args.source} grid={args.grid} ({len(cfg.grid)} points) "
@@ -409,13 +471,16 @@ def main() -> None:
 
     if args.naive_items:
         record(run_naive(lm, cfg, pool[:args.naive_items], stop, scorers))
-    for n in sorted(set(args.items) | set(hf_sizes)):
+    for n in sorted(set(args.items) | set(hf_sizes) | set(args.rowwise_items)):
         items = pool[:n]
         if n in args.items:
             record(run_engine(lm, cfg, items))
         if n in hf_sizes:
             for size in hf_batches(args.hf_batch, n):
                 record(run_hf_batched(lm, cfg, items, stop, scorers, size))
+        if n in args.rowwise_items:
+            for size in hf_batches(args.rowwise_batch, n, n * len(cfg.grid)):
+                record(run_hf_rowwise(lm, cfg, items, stop, scorers, size))
 
     for s in identical_samples(results):
         batch = f" (batch {s['hf_batch']})" if s["hf_batch"] else ""
