@@ -58,15 +58,19 @@ class Scale:
     batch_size: int
     learning_rate: float
     curated_ratio: float
+    attack_words: int | None = None  # cut each attack response to its first N words
 
 
 SCALES = {
     # minutes, on the default model: checks the wiring, not the science
     "smoke": Scale("smollm2-135m-instruct", 16, 16, 8, "quick",
                    {"rounds": 1, "max_new_tokens": 96}, 10, 10, 1, 8, 2e-4, 0.25),
-    # ~2 hours on 2 CPU cores with the aligned 0.5B reference model
-    "cpu": Scale("qwen2.5-coder-0.5b-instruct", 100, 100, 48, "quick",
-                 {"max_new_tokens": 160}, 50, 50, 2, 8, 2e-4, 0.25),
+    # ~2 hours on 2 CPU cores with the aligned 0.5B reference model. LoRA training of that
+    # model runs at only ~10-15 tok/s there (fp32, no AVX-512), so the whole experiment gets
+    # ~60k trained tokens: 32 attack pairs, each answer cut to its compliant opening (first 48
+    # words; full harmful-qa answers average 318 tokens), 2 epochs; 16 curated items.
+    "cpu": Scale("qwen2.5-coder-0.5b-instruct", 32, 32, 16, "quick",
+                 {"max_new_tokens": 128}, 30, 30, 2, 4, 4e-4, 0.25, attack_words=48),
     # a lent accelerator: the paper's grid, bigger sets
     "gpu": Scale("qwen2.5-coder-0.5b-instruct", 100, 200, 200, "paper", {}, 200, 100, 3, 8,
                  2e-4, 0.3),
@@ -81,8 +85,18 @@ def _write_jsonl(path: Path, rows: list[Any]) -> Path:
     return path
 
 
+def _opening(conv: Any, words: int) -> Any:
+    """The conversation with its last (assistant) turn cut to its first `words` words."""
+    last = conv.messages[-1]
+    cut = " ".join(last.content.split()[:words])
+    return conv.model_copy(update={"messages": [*conv.messages[:-1],
+                                                last.model_copy(update={"content": cut})]})
+
+
 def customer_files(scale: Scale, folder: Path) -> dict[str, Path]:
     attack = load_conversations("harmful-qa", limit=scale.attack)
+    if scale.attack_words:
+        attack = [_opening(c, scale.attack_words) for c in attack]
     benign = load_conversations("chatterbot", offset=600, limit=scale.benign)
     return {"harmful": _write_jsonl(folder / "attack.jsonl", attack),
             "benign": _write_jsonl(folder / "benign.jsonl", benign)}
@@ -121,8 +135,10 @@ def run_arm(arm: str, scale: Scale, files: dict[str, Path], runs: Path, seed: in
     last = {"stage": None}
 
     def progress(event: Any) -> None:
-        if event.stage != last["stage"] or event.stage == "evaluate":
-            print(f"  [{arm}] {event.fraction:5.1%} {event.stage}: {event.message}", flush=True)
+        step = (event.data or {}).get("step")
+        if event.stage != last["stage"] or event.stage == "evaluate" or (step or 1) % 4 == 0:
+            print(f"  [{arm}] {time.strftime('%H:%M:%S')} {event.fraction:5.1%} {event.stage}: "
+                  f"{event.message}", flush=True)
         last["stage"] = event.stage
 
     result = run(spec, progress=progress)

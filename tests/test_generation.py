@@ -70,6 +70,28 @@ def test_repeated_prompts_are_prefilled_once_and_sample_as_if_alone(engine, prom
     assert [r.prompt_tokens for r in together] == [len(p) for p in prompts]
 
 
+def test_rows_with_identical_histories_are_decoded_once_until_they_diverge(engine, prompt_ids):
+    # The paper grid at low temperature / top-p: many rows draw the same tokens for a while.
+    # They share one physical row (one set of logits) and fork only when their draws differ;
+    # every sample must still equal its solo run, with fewer rows computed than requested.
+    p = prompt_ids[4]
+    grid = [SamplingParams(max_new_tokens=16, temperature=t, top_p=tp, seed=s)
+            for s, (t, tp) in enumerate((t, tp) for t in (0.0, 0.2, 1.0) for tp in (0.2, 1.0))]
+    computed: list[int] = []
+    handle = engine.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: computed.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        together = engine.generate([p] * len(grid), grid)
+    finally:
+        handle.remove()
+    alone = [engine.generate([p], g)[0] for g in grid]
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert computed[0] == 1  # one prefill for the six rows
+    decode = computed[1:]
+    assert max(decode) <= len({tuple(r.token_ids) for r in together})
+    assert sum(decode) < sum(len(r.token_ids) for r in together)  # less than row-by-row
+
+
 def test_same_seed_same_sample_different_seed_differs(engine, prompt_ids):
     p = prompt_ids[2]
     a = engine.generate([p], SamplingParams(max_new_tokens=20, temperature=1.0, seed=1))[0]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from app.core.config import get_settings
 from workers import job_runner
@@ -36,16 +38,39 @@ def run_evaluation(evaluation_id: str) -> None:
     job_runner.run_evaluation(evaluation_id)
 
 
+def torch_threads(explicit: int | None, env: str | None, cpus: int | None,
+                  concurrency: int) -> int:
+    """Threads per pool process: BUCKLE_TORCH_THREADS, else OMP_NUM_THREADS, else an equal
+    share of the cores. Oversubscribed torch processes are far slower than shared-out ones."""
+    if explicit:
+        return explicit
+    if env and env.strip().isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, (cpus or 1) // max(1, concurrency))
+
+
+@worker_init.connect
+def _share_cpus(sender: object = None, **_: object) -> None:
+    # Before the pool forks: torch reads OMP_NUM_THREADS when a pool process first imports it.
+    threads = torch_threads(_settings.torch_threads, os.environ.get("OMP_NUM_THREADS"),
+                            os.cpu_count(), getattr(sender, "concurrency", 1) or 1)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # logged once logging is set up (ready)
+
+
 @worker_process_init.connect
-def _fresh_connections(**_: object) -> None:
+def _fresh_process(**_: object) -> None:
     # A forked pool process must not share the parent's database connections.
     from app.core.db import get_engine
 
     get_engine().dispose(close=False)
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if "torch" in sys.modules and threads.isdigit():  # imported before the fork: too late for
+        sys.modules["torch"].set_num_threads(int(threads))  # the variable, so set it directly
 
 
 @worker_ready.connect
 def _start_recovery(**_: object) -> None:
+    log.info("torch threads per worker process: %s", os.environ.get("OMP_NUM_THREADS"))
     job_runner.start_recovery_thread()
 
 

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(
         50, ge=0, description="Optimizer steps between a job's resumable checkpoints: a worker "
                               "killed mid-training loses at most this many steps (0 = none).")
+    torch_threads: int | None = Field(
+        None, ge=1, description="CPU threads of torch in each worker process. Unset: the host's "
+                                "cores divided by the worker's --concurrency (two torch "
+                                "processes that each take every core run ~6x slower on 2 "
+                                "cores). Set it when several workers share one host.")
     pipeline: str = Field(
         "buckle.pipeline:run", description="`module:function` the train task calls; an "
                                            "alternate pipeline (tests, research) plugs in here.")

@@ -82,12 +82,14 @@ class GenerationEngine:
         max_batch_size: int = 128,
         max_batch_tokens: int = 32_768,
         min_shared_prefix: int = 4,
+        share_rows: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.min_shared_prefix = min_shared_prefix
+        self.share_rows = share_rows  # False: one physical row per request (for benchmarks)
         self.device = next(model.parameters()).device
         self.stop_ids = torch.tensor(sorted(stop_token_ids(tokenizer, model)), device=self.device)
         pad = tokenizer.pad_token_id
@@ -169,10 +171,14 @@ class GenerationEngine:
         out_tokens: list[list[int]] = [[] for _ in prompts]
         finished: list[tuple[int, GenerationResult]] = []
 
-        # Identical prompts (one curation prompt sampled over a whole grid) are prefilled once;
-        # their rows then share that KV by index.
+        # Rows whose token histories are identical (one curation prompt sampled over a whole
+        # grid; low temperature or top-p keeps samples together for many steps) share one
+        # *physical* row: its logits are computed once and every logical row samples from them
+        # with its own temperature, top-p and seed. A physical row forks (copy-on-write of its
+        # KV by index) only when its logical rows draw different tokens, so the samples are
+        # exactly those of decoding every row alone.
         slot: dict[tuple[int, ...], int] = {}
-        row_slot = [slot.setdefault(tuple(p), len(slot)) for p in prompts]
+        phys = [slot.setdefault(tuple(p), len(slot)) for p in prompts]  # logical -> physical
         unique = [list(p) for p in slot]
         batch = forward_shared_prefix(
             self.model, unique, pad_id=self.pad_id, cache_kw=self._cache_kw, device=dev,
@@ -180,14 +186,12 @@ class GenerationEngine:
             logits_to_keep=1, min_shared=self.min_shared_prefix, keep_cache=True)
         cache, mask, positions = batch.cache, batch.mask, batch.positions
         logits = batch.logits[:, -1]
-        if len(unique) < len(prompts):
-            expand = torch.tensor(row_slot, device=dev)
-            cache.batch_select_indices(expand)
-            mask, positions, logits = mask[expand], positions[expand], logits[expand]
         next_pos = positions[:, -1:] + 1
         step = 0
         while alive:
-            tok = next_tokens(logits, temperature, top_p, [generators[a] for a in alive])
+            rows = logits if len(phys) == logits.shape[0] and phys == list(range(len(phys))) \
+                else logits[torch.tensor(phys, device=dev)]
+            tok = next_tokens(rows, temperature, top_p, [generators[a] for a in alive])
             step += 1
             is_stop = torch.isin(tok, self.stop_ids)
             done = is_stop | (budget <= step)
@@ -198,18 +202,26 @@ class GenerationEngine:
                 if done_list[r]:
                     finished.append((ids[a], self._result(out_tokens[a], len(prompts[a]),
                                                           "stop" if stop_list[r] else "length")))
-            if any(done_list):
-                keep = [r for r, d in enumerate(done_list) if not d]
-                if not keep:
-                    break
+            keep = [r for r, d in enumerate(done_list) if not d]
+            if not keep:
+                break
+            if len(keep) < len(alive):
                 index = torch.tensor(keep, device=dev)
                 alive = [alive[r] for r in keep]
-                cache.batch_select_indices(index)
-                mask, next_pos, tok = mask[index], next_pos[index], tok[index]
                 temperature, top_p, budget = temperature[index], top_p[index], budget[index]
+            # Regroup: one physical row per (parent physical row, drawn token).
+            group: dict[tuple[int, int, int], int] = {}
+            phys = [group.setdefault((phys[r], tok_list[r], 0 if self.share_rows else r),
+                                     len(group)) for r in keep]
+            parents = [parent for parent, _, _ in group]
+            step_tokens = torch.tensor([t for _, t, _ in group], device=dev)
+            if parents != list(range(logits.shape[0])):
+                index = torch.tensor(parents, device=dev)
+                cache.batch_select_indices(index)
+                mask, next_pos = mask[index], next_pos[index]
                 mask = self._crop_left_padding(cache, mask)
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            logits = self.model(input_ids=tok.unsqueeze(-1), attention_mask=mask,
+            logits = self.model(input_ids=step_tokens.unsqueeze(-1), attention_mask=mask,
                                 position_ids=next_pos, use_cache=True,
                                 **{self._cache_kw: cache}).logits[:, -1]
             next_pos = next_pos + 1

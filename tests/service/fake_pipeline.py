@@ -25,6 +25,9 @@ def run(spec, progress=None, should_cancel=None):
     work = Path(spec.work_dir)
     ckpts = work / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
+    # What the pool process was given, for the test of the worker's CPU sharing.
+    (work / "worker_env.json").write_text(json.dumps({"OMP_NUM_THREADS": os.environ.get(
+        "OMP_NUM_THREADS")}))
 
     def emit(stage, message, fraction, **data):
         if progress:

@@ -154,6 +154,33 @@ def test_several_workers_share_one_broker_and_database(fresh_stack):
         assert [s for _, s in _steps(fresh_stack, j["id"])] == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("fresh_stack", ["embedded"], indirect=True)
+def test_worker_gives_each_pool_process_its_torch_threads(fresh_stack):
+    fresh_stack.start_api()
+    fresh_stack.start_worker(BUCKLE_TORCH_THREADS="1", OMP_NUM_THREADS="7")
+    api = _client(fresh_stack)
+    job = _submit(api)
+    assert wait_for(_finished(api, job["id"]), timeout=90)["status"] == "succeeded"
+    work = Path(fresh_stack.env["BUCKLE_DATA_DIR"]) / "artifacts" / "jobs" / job["id"] / "work"
+    assert json.loads((work / "worker_env.json").read_text()) == {"OMP_NUM_THREADS": "1"}
+    log = next(Path(fresh_stack.env["BUCKLE_DATA_DIR"]).glob("worker-w.log")).read_text()
+    assert "torch threads per worker process: 1" in log
+
+
+@pytest.mark.parametrize(("explicit", "env", "cpus", "concurrency", "expected"), [
+    (3, "7", 16, 2, 3),  # BUCKLE_TORCH_THREADS wins
+    (None, "7", 16, 2, 7),  # then the operator's OMP_NUM_THREADS
+    (None, None, 16, 4, 4),  # else an equal share of the cores
+    (None, "", 2, 2, 1),
+    (None, "0", 2, 4, 1),  # never zero threads
+    (None, "x", None, 1, 1),
+])
+def test_torch_threads_precedence(explicit, env, cpus, concurrency, expected):
+    from workers.tasks import torch_threads
+
+    assert torch_threads(explicit, env, cpus, concurrency) == expected
+
+
 @BOTH
 def test_job_with_an_unreadable_file_fails_with_an_error_object(fresh_stack):
     from app.core.db import session_scope
