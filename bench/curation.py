@@ -239,6 +239,14 @@ def run_hf_batched(lm: Any, cfg: CurationConfig, items: list[Conversation], stop
             rows = hf_generate(model, tok, [prompts[i] for i in chunk], temperature=temp,
                                top_p=top_p, max_new=cfg.max_new_tokens, stop=stop)
             samples += [Sample(i, g, row, stopped) for i, (row, stopped) in zip(chunk, rows)]
+    return _score_hf(res, lm, cfg, items, samples, stop, scorers, t0)
+
+
+def _score_hf(res: ArmResult, lm: Any, cfg: CurationConfig, items: list[Conversation],
+              samples: list[Sample], stop: set[int], scorers: QualityScorers,
+              t0: float) -> ArmResult:
+    """Arms (b) and (b'): dedupe as BeamSearch does, then padded-batch perplexities."""
+    tok, model = lm.tokenizer, lm.model
     samples.sort(key=lambda s: (s.item, s.point))  # BeamSearch's order, for identical dedupe
     res.gen_seconds = time.perf_counter() - t0
     fresh = collect(tok, cfg, items, samples, res)
@@ -293,16 +301,7 @@ def run_hf_rowwise(lm: Any, cfg: CurationConfig, items: list[Conversation], stop
                              eos_token_id=sorted(stop))
         for (i, g), row in zip(chunk, gen[:, enc["input_ids"].shape[1]:].tolist()):
             samples.append(Sample(i, g, *split_at_stop(row, stop)))
-    samples.sort(key=lambda s: (s.item, s.point))
-    res.gen_seconds = time.perf_counter() - t0
-    fresh = collect(tok, cfg, items, samples, res)
-    pairs = [(i, c.response) for i, c in enumerate(items)] + fresh
-    rows = [encode_pair(tok, messages_of(items[i]), text, stop) for i, text in pairs]
-    ppl = hf_batched_perplexities(model, tok, rows, HF_SCORE_BATCH)
-    text_scores(scorers, items, pairs, ppl)
-    res.seconds = time.perf_counter() - t0
-    res.score_seconds = res.seconds - res.gen_seconds
-    return res.finish()
+    return _score_hf(res, lm, cfg, items, samples, stop, scorers, t0)
 
 
 # ---------------------------------------------------------------------- (c) engine
