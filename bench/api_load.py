@@ -108,12 +108,26 @@ async def _load(port: int, make_request, seconds: float, connections: int,
             "load_average_1m": os.getloadavg()[0]}
 
 
+def _start_py_spy(root_pid: int, out: Path, seconds: float) -> list[subprocess.Popen]:
+    """One `py-spy record` per uvicorn worker (children of root_pid), for the GET phase."""
+    out.mkdir(parents=True, exist_ok=True)
+    children = Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split()
+    children = children or [str(root_pid)]  # --workers 1 serves from the main process
+    return [subprocess.Popen(["py-spy", "record", "--pid", pid, "--duration",
+                              str(int(seconds)), "--format", "raw", "--rate", "200",
+                              "--output", str(out / f"get_{pid}.txt")],
+                             stdout=subprocess.DEVNULL)
+            for pid in children]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "api_load.json"))
+    ap.add_argument("--py-spy", metavar="DIR", help="profile the API processes during the GET "
+                    "phase with py-spy (collapsed stacks per process into DIR); slows them down")
     args = ap.parse_args()
 
     pg, redis = start_postgres(), start_redis()
@@ -160,6 +174,7 @@ def main() -> None:
         get_req = _request("GET", f"/v1/fine_tuning/jobs/{job_id}", key)
         post_req = _request("POST", "/v1/fine_tuning/jobs", key, body)
         asyncio.run(_load(port, lambda: get_req, 2, args.connections))  # warm-up
+        spies = _start_py_spy(api.pid, Path(args.py_spy), args.seconds) if args.py_spy else []
         results = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                        f"{platform.python_version()}",
@@ -169,6 +184,8 @@ def main() -> None:
             "create_job": asyncio.run(_load(port, lambda: post_req, args.seconds / 2,
                                             args.connections, api.pid)),
         }
+        for spy in spies:
+            spy.wait(60)
         g, c = results["get_job"], results["create_job"]
         results["targets_met"] = {
             "get_job": g["rps"] >= 1000 and g["p99_ms"] < 50 and g["errors"] == 0,

@@ -47,8 +47,14 @@ StoreDep = Annotated[LocalArtifactStore, Depends(store_dep)]
 _AUTH_HINT = {"WWW-Authenticate": "Bearer"}
 
 
-async def current_org(session: SessionDep, settings: SettingsDep,
+def _authenticate(key: str, cache_ttl: float) -> str | None:
+    with new_session(read_only=True) as session:
+        return orgs.authenticate(session, key, cache_ttl)
+
+
+async def current_org(settings: SettingsDep,
                       authorization: Annotated[str | None, Header()] = None) -> str:
+    # No SessionDep: a cache hit (nearly every request) needs no session at all.
     if not authorization or not authorization.lower().startswith("bearer "):
         raise APIError(401, "Missing API key: send `Authorization: Bearer <key>` (an admin "
                             "creates keys with `buckle admin create-key`).",
@@ -56,7 +62,7 @@ async def current_org(session: SessionDep, settings: SettingsDep,
     key = authorization[7:].strip()
     org_id = orgs.cached_org(key)  # no I/O on a hit
     if org_id is None:
-        org_id = await run_in_threadpool(orgs.authenticate, session, key, settings.auth_cache_s)
+        org_id = await run_in_threadpool(_authenticate, key, settings.auth_cache_s)
     if org_id is None:
         raise APIError(401, "Incorrect or revoked API key.", type="authentication_error",
                        code="invalid_api_key", headers=_AUTH_HINT)
@@ -66,9 +72,10 @@ async def current_org(session: SessionDep, settings: SettingsDep,
 CurrentOrg = Annotated[str, Depends(current_org)]
 
 
-async def owned_job(session: SessionDep, org_id: CurrentOrg,
-                    job_id: Annotated[str, Path(description="A fine-tuning job id (ftjob-…).")]
-                    ) -> FineTuningJob:
+JobId = Annotated[str, Path(description="A fine-tuning job id (ftjob-…).")]
+
+
+async def owned_job(session: SessionDep, org_id: CurrentOrg, job_id: JobId) -> FineTuningJob:
     # Clients poll jobs, so this is the API's hottest path. The lookup is one primary-key read
     # that never waits on locks (PostgreSQL MVCC; SQLite WAL readers), so it runs inline on
     # the event loop: a threadpool hop costs more than the query on a busy 2-core machine.

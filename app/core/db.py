@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import get_settings
@@ -60,6 +60,14 @@ def new_session(*, read_only: bool = False) -> Session:
     requests that only read (GET): every read sees committed data, nothing else changes."""
     engine = get_engine()
     return _factory(_autocommit(engine) if read_only else engine)()
+
+
+@contextmanager
+def read_connection() -> Iterator[Connection]:
+    """A pooled autocommit connection for Core reads on hot paths, where an ORM Session (and its
+    identity map) would cost more CPU than the query itself."""
+    with _autocommit(get_engine()).connect() as conn:
+        yield conn
 
 
 @contextmanager

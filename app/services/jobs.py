@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -108,6 +109,20 @@ def mark_enqueue_failed(session: Session, job: FineTuningJob, reason: str) -> No
 def get(session: Session, org_id: str, job_id: str) -> FineTuningJob | None:
     job = session.get(FineTuningJob, job_id)
     return job if job is not None and job.org_id == org_id else None
+
+
+# Every column labelled with its ORM attribute name (`metadata_`, not `metadata`), so a Row
+# reads like a FineTuningJob wherever only attributes are used (to_public).
+# Built once: its cache key is memoized, so executing it skips SQL construction and hashing.
+_READ_JOB = (select(*[col.label(attr) for attr, col in sa_inspect(FineTuningJob).columns.items()])
+             .where(FineTuningJob.id == bindparam("job_id"),
+                    FineTuningJob.org_id == bindparam("org_id")))
+
+
+def read(conn: Connection, org_id: str, job_id: str) -> Row | None:
+    """The job as a plain row, for the polling path: one prebuilt Core SELECT, no Session.
+    Profiling showed the ORM's Session.get at ~40% of that request's CPU; same data."""
+    return conn.execute(_READ_JOB, {"job_id": job_id, "org_id": org_id}).one_or_none()
 
 
 def list_(session: Session, org_id: str, *, after: str | None, limit: int,
@@ -210,7 +225,7 @@ def list_checkpoints(session: Session, job_id: str, *, after: str | None,
 
 # Public shapes -------------------------------------------------------------------------------
 
-def to_public(job: FineTuningJob) -> JobPublic:
+def to_public(job: FineTuningJob | Row) -> JobPublic:
     hp = HyperparametersPublic(**job.hyperparameters)
     return JobPublic(
         id=job.id, created_at=epoch(job.created_at), error=job.error,

@@ -34,6 +34,9 @@ def test_create_job_returns_openai_shape_with_safety_defaults(client, org, train
     assert job["safety"]["policy"] == "during" and job["safety"]["curated_ratio"] == 0.25
     assert job["user_provided_suffix"] == "support" and job["metadata"] == {"team": "a"}
     assert isinstance(job["seed"], int) and job["error"] is None
+    # retrieve reads a Core row, not the ORM object create returns: the same document
+    retrieved = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=org.headers)
+    assert retrieved.status_code == 200 and retrieved.json() == job
     events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events", headers=org.headers).json()
     assert events["data"][0]["message"].startswith("Validating training file")
 
