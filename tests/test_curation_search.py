@@ -28,9 +28,11 @@ from buckle.curation.search import KEPT_ORIGINAL, clean_revision, sample_seed
 from buckle.data import load_conversations
 from buckle.errors import Cancelled, DatasetFormatError
 
-# 1 round x 3 grid points x beam 2, 40 new tokens: a few seconds per item on 2 CPU cores.
+# 1 round x 3 grid points x beam 2, 40 new tokens: a few seconds per item on 2 CPU cores. The
+# seed is one under which some of the 3 items get a revision that passes the floors (tests that
+# need one assert it, so a sampler change that loses it fails loudly rather than proving nothing).
 TINY = {"rounds": 1, "beam": 2, "temperatures": (0.7, 1.0), "top_ps": (0.9,), "max_new_tokens": 40,
-            "quality_floor": 0.5, "seed": 3}
+            "quality_floor": 0.5, "seed": 5}
 
 
 @pytest.fixture(scope="module")

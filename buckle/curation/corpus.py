@@ -38,6 +38,7 @@ from buckle.data.records import Conversation
 from buckle.data.sources import read_conversations
 from buckle.errors import BuckleError, Cancelled, LineIssue
 from buckle.generation.engine import GenerationEngine
+from buckle.generation.sampling import SAMPLER_VERSION
 from buckle.settings import buckle_home
 
 LAYOUT_VERSION = 1
@@ -100,7 +101,8 @@ def source_fingerprint(items: Sequence[Conversation]) -> str:
 
 def corpus_key(model_fingerprint: str, reviser_fingerprint: str, source_fp: str,
                config_hash: str) -> str:
-    text = f"v{LAYOUT_VERSION}|{model_fingerprint}|{reviser_fingerprint}|{source_fp}|{config_hash}"
+    text = (f"v{LAYOUT_VERSION}|s{SAMPLER_VERSION}|{model_fingerprint}|{reviser_fingerprint}|"
+            f"{source_fp}|{config_hash}")
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -174,7 +176,7 @@ def _manifest(target: Any, reviser: Any, source: str, items: Sequence[Conversati
               lines: list[int], config: CurationConfig, chunk_size: int,
               skipped: Sequence[LineIssue]) -> dict[str, Any]:
     return {
-        "layout_version": LAYOUT_VERSION,
+        "layout_version": LAYOUT_VERSION, "sampler_version": SAMPLER_VERSION,
         "model": target.name, "model_fingerprint": target.fingerprint,
         "reviser": reviser.name, "reviser_fingerprint": reviser.fingerprint,
         "source": source, "source_fingerprint": source_fingerprint(items),
