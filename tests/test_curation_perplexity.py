@@ -133,3 +133,13 @@ def test_plan_respects_token_budget_and_covers_every_index():
         assert len(b) <= 3
         assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 100
     assert _plan([500], batch_tokens=100, max_batch_size=8) == [[0]]  # too long: runs alone
+
+
+def test_plan_cuts_where_padding_costs_more_than_a_pass():
+    # 30 short candidates and 3 long ones: one batch would pad the 30 short rows to width 100
+    # (3,300 tokens computed); two batches compute 300 + 300 tokens for one extra pass.
+    lengths = [10] * 30 + [100] * 3
+    batches = _plan(lengths, batch_tokens=10_000, max_batch_size=64)
+    assert sorted(map(sorted, batches)) == [list(range(30)), [30, 31, 32]]
+    # ...but near-equal lengths are not split: the saved padding would not pay for a pass
+    assert len(_plan([40, 41, 42, 43], batch_tokens=10_000, max_batch_size=64)) == 1

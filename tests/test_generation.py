@@ -46,6 +46,22 @@ def test_small_batches_give_the_same_results_in_input_order(default_model, promp
         [r.token_ids for r in small.generate(prompt_ids, GREEDY)]
 
 
+def test_batches_are_bounded_by_distinct_prompts_and_by_tokens(default_model):
+    # A curation grid (25 requests per prompt) must not be split by the row cap: its requests
+    # start as one physical row each prompt. The token budget still counts every request.
+    a, b, c = [11, 12, 13], [21, 22, 23, 24], [31, 32, 33, 34, 35]
+    params = [SamplingParams(max_new_tokens=4)] * 51
+    two = GenerationEngine.from_loaded(default_model, max_batch_size=2)
+    grid = [a] * 25 + [b] * 25
+    assert len(two._plan_batches(grid, params[:50])) == 1
+    split = two._plan_batches(grid + [c], params)
+    assert len(split) == 2 and sorted(i for batch in split for i in batch) == list(range(51))
+    tight = GenerationEngine.from_loaded(default_model, max_batch_size=8, max_batch_tokens=100)
+    batches = tight._plan_batches(grid, params[:50])
+    assert len(batches) > 1 and sorted(i for batch in batches for i in batch) == list(range(50))
+    assert all(len(batch) * max(len(grid[i]) + 4 for i in batch) <= 100 for batch in batches)
+
+
 def test_per_row_sampling_params_in_one_batch(engine, prompt_ids):
     p = prompt_ids[1]
     grid = [SamplingParams(max_new_tokens=16, temperature=t, top_p=tp, seed=7)

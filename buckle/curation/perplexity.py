@@ -80,20 +80,39 @@ def encode_pair(tokenizer: Any, messages: Messages, response: str,
     return prompt + tail, len(prompt)
 
 
-def _plan(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:
-    """Length-sorted batches whose rows x padded width stays within `batch_tokens`."""
+# What one extra forward pass costs, in padded tokens: a pass reads every weight once (~0.1 s
+# for SmolLM2-135M on 2 CPU cores, the time of ~40 tokens of compute) and runs its own prefix.
+PASS_COST_TOKENS = 48
+
+
+def _plan(lengths: Sequence[int], batch_tokens: int, max_batch_size: int,
+          pass_cost: int = PASS_COST_TOKENS) -> list[list[int]]:
+    """Length-sorted batches, each within `batch_tokens` (rows x padded width), cut where the
+    padding they save outweighs the cost of another pass.
+
+    A greedy fill pads short rows up to the longest row of their batch; on curation candidates
+    (20-130 tokens) that was ~40% of the tokens computed. This picks the cuts that minimise
+    padded tokens + `pass_cost` per batch (dynamic programming over the sorted lengths).
+    """
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    n = len(order)
+    best = [0.0] + [math.inf] * n  # best[j]: cheapest plan for the j shortest rows
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        width = lengths[order[j - 1]]  # ascending: the widest row of batch (i, j]
+        for i in range(j - 1, max(-1, j - 1 - max_batch_size), -1):
+            rows = j - i
+            if rows > 1 and rows * width > batch_tokens:
+                break  # a row longer than the budget still runs alone
+            cost = best[i] + rows * width + pass_cost
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
     batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:  # ascending, so the newest row is the widest
-        if current and (len(current) >= max_batch_size
-                        or lengths[i] * (len(current) + 1) > batch_tokens):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    j = n
+    while j > 0:
+        batches.append(order[cut[j]:j])
+        j = cut[j]
+    return batches[::-1]
 
 
 @torch.inference_mode()
