@@ -8,7 +8,9 @@ until the longest row ends, (4) crops left-padding columns that no live row need
 (5) computes logits only for the last position during prefill, and (6) prefills a prefix
 shared by every row (the chat template's system prompt) once and shares its KV cache across the
 batch, and (7) prefills identical prompts (one curation prompt sampled over a temperature x top-p
-grid) once, expanding their KV cache to every sample by index.
+grid) once, expanding their KV cache to every sample by index, and decodes rows with identical
+histories once until their draws differ; the row cap counts distinct prompts, so a whole grid
+decodes in one batch (a CPU decode step is mostly reading the weights).
 Greedy output is identical to one-prompt-at-a-time decoding (tested), so speed never changes
 what an evaluation measures.
 """
