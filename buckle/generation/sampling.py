@@ -96,10 +96,8 @@ def next_tokens(
     whole = p >= 1.0  # the nucleus is the whole vocabulary: any order will do, no sort
     if whole.any():
         full = (scaled[whole] - log_z[whole]).exp()
-        cdf = full.cumsum(dim=-1)
-        target = (uniform[whole] * cdf[:, -1]).unsqueeze(-1)
-        picked[whole] = torch.searchsorted(cdf, target, right=True).clamp_(
-            max=full.shape[-1] - 1).squeeze(-1)
+        vocab = torch.arange(full.shape[-1], device=full.device).expand_as(full)
+        picked[whole] = _inverse_cdf(full, vocab, None, uniform[whole])
     for j in (~(fits | whole)).nonzero(as_tuple=True)[0].tolist():  # nucleus > candidates
         values_j, index_j = scaled[j].sort(descending=True)
         probs_j = (values_j - log_z[j]).exp().unsqueeze(0)
@@ -108,13 +106,16 @@ def next_tokens(
     return chosen
 
 
-def _inverse_cdf(probs: torch.Tensor, index: torch.Tensor, top_p: torch.Tensor,
+def _inverse_cdf(probs: torch.Tensor, index: torch.Tensor, top_p: torch.Tensor | None,
                  uniform: torch.Tensor) -> torch.Tensor:
     """Sample from each row's nucleus. `probs` are sorted descending over `index`; a token is in
-    the nucleus if the mass before it is < top_p (the top-1 always is)."""
-    keep = (probs.cumsum(dim=-1) - probs) < top_p.unsqueeze(-1)
-    keep[:, 0] = True
-    cdf = (probs * keep).cumsum(dim=-1)
+    the nucleus if the mass before it is < top_p (the top-1 always is). top_p None keeps every
+    token, in any order."""
+    if top_p is not None:
+        keep = (probs.cumsum(dim=-1) - probs) < top_p.unsqueeze(-1)
+        keep[:, 0] = True
+        probs = probs * keep
+    cdf = probs.cumsum(dim=-1)
     target = (uniform * cdf[:, -1]).unsqueeze(-1)
     pos = torch.searchsorted(cdf, target, right=True).clamp_(max=probs.shape[-1] - 1)
     return index.gather(-1, pos).squeeze(-1)
