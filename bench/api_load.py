@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -110,6 +111,8 @@ async def _load(port: int, make_request, seconds: float, connections: int,
 
 def _start_py_spy(root_pid: int, out: Path, seconds: float) -> list[subprocess.Popen]:
     """One `py-spy record` per uvicorn worker (children of root_pid), for the GET phase."""
+    if shutil.which("py-spy") is None:
+        raise SystemExit("--py-spy needs the py-spy command: pip install -e '.[bench]'")
     out.mkdir(parents=True, exist_ok=True)
     children = Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split()
     children = children or [str(root_pid)]  # --workers 1 serves from the main process
