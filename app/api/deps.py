@@ -76,9 +76,10 @@ JobId = Annotated[str, Path(description="A fine-tuning job id (ftjob-…).")]
 
 
 async def owned_job(session: SessionDep, org_id: CurrentOrg, job_id: JobId) -> FineTuningJob:
-    # Clients poll jobs, so this is the API's hottest path. The lookup is one primary-key read
-    # that never waits on locks (PostgreSQL MVCC; SQLite WAL readers), so it runs inline on
-    # the event loop: a threadpool hop costs more than the query on a busy 2-core machine.
+    # For the routes that act on a job (cancel, events, checkpoints); polling one reads a Core
+    # row instead (routes/jobs.py::retrieve_job). The lookup is one primary-key read that never
+    # waits on locks (PostgreSQL MVCC; SQLite WAL readers), so it runs inline on the event loop:
+    # a threadpool hop costs more than the query on a busy 2-core machine.
     job = jobs.get(session, org_id, job_id)
     if job is None:
         raise not_found("fine-tuning job", job_id)
