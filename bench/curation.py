@@ -17,7 +17,9 @@ scorers). Arms:
   (b) plain transformers at its best: per grid point one left-padded batched `generate` over
       the items (length-sorted, in chunks of --hf-batch); perplexities in length-sorted,
       left-padded batches of 16 with mask-derived positions and `logits_to_keep`;
-  (c) Buckle: `BeamSearch(rounds=1, beam=1).run(...)` on the `GenerationEngine`.
+  (c) Buckle: `BeamSearch(rounds=1, beam=1).run(...)` on the `GenerationEngine`. It computes
+      perplexity only for candidates that pass the quality floors (the floors never use it, so
+      the curated result is the same); column `ppl` counts the perplexities each arm computed.
 
 HF `generate` samples from the global RNG, so the arms draw different samples (the engine's
 are seeded per request); counts of truncated / duplicate candidates therefore differ a little
@@ -73,6 +75,7 @@ class ArmResult:
     items: int
     generated: int = 0
     scored: int = 0  # fresh revisions scored (originals are scored too, in every arm)
+    perplexities: int = 0  # forward-pass perplexities computed, originals included
     truncated_or_empty: int = 0
     duplicates: int = 0
     gen_tokens: int = 0
@@ -93,7 +96,7 @@ class ArmResult:
         self.rates = {
             "generated_per_s": self.generated / self.seconds,
             "scored_per_s": self.scored / self.seconds,
-            "gen_tok_per_s": self.gen_tokens / self.gen_seconds,
+            "gen_tok_per_s": self.gen_tokens / self.gen_seconds if self.gen_seconds else math.nan,
             "s_per_candidate": self.seconds / self.generated,
         }
         return self
@@ -189,6 +192,7 @@ def run_naive(lm: Any, cfg: CurationConfig, items: list[Conversation], stop: set
     fresh = collect(tok, cfg, items, samples, res)
     pairs = [(i, c.response) for i, c in enumerate(items)] + fresh
     ppl = [naive_perplexity(model, tok, messages_of(items[i]), text, stop) for i, text in pairs]
+    res.perplexities = len(pairs)
     text_scores(scorers, items, pairs, ppl)
     res.seconds = time.perf_counter() - t0
     res.score_seconds = res.seconds - res.gen_seconds
@@ -253,6 +257,7 @@ def _score_hf(res: ArmResult, lm: Any, cfg: CurationConfig, items: list[Conversa
     pairs = [(i, c.response) for i, c in enumerate(items)] + fresh
     rows = [encode_pair(tok, messages_of(items[i]), text, stop) for i, text in pairs]
     ppl = hf_batched_perplexities(model, tok, rows, HF_SCORE_BATCH)
+    res.perplexities = len(rows)
     text_scores(scorers, items, pairs, ppl)
     res.seconds = time.perf_counter() - t0
     res.score_seconds = res.seconds - res.gen_seconds
@@ -321,6 +326,13 @@ def run_engine(lm: Any, cfg: CurationConfig, items: list[Conversation]) -> ArmRe
 
     engine.generate = timed_generate  # type: ignore[method-assign]
     search = BeamSearch(cfg, target_model=lm.model, target_tokenizer=lm.tokenizer, reviser=engine)
+    perplexities = search._perplexities
+
+    def counted(pairs: list[Any]) -> list[float]:  # instrument, do not change
+        res.perplexities += len(pairs)
+        return perplexities(pairs)
+
+    search._perplexities = counted  # type: ignore[method-assign]
     t0 = time.perf_counter()
     curated = search.run(items, list(range(len(items))), list(range(1, len(items) + 1)))
     res.seconds = time.perf_counter() - t0
@@ -349,13 +361,14 @@ def warm_up(lm: Any, cfg: CurationConfig, items: list[Conversation], stop: set[i
 
 def fmt_row(r: ArmResult) -> str:
     batch = f" b={r.hf_batch}" if r.hf_batch else ""
-    return (f"{r.arm + batch:<20}{r.items:>6}{r.generated:>6}{r.scored:>7}{r.gen_tokens:>8}"
+    return (f"{r.arm + batch:<20}{r.items:>6}{r.generated:>6}{r.scored:>7}{r.perplexities:>5}"
+            f"{r.gen_tokens:>8}"
             f"{r.seconds:>9.1f}{r.gen_seconds:>8.1f}{r.score_seconds:>8.1f}"
             f"{r.rates['generated_per_s']:>9.3f}{r.rates['scored_per_s']:>9.3f}"
             f"{r.rates['gen_tok_per_s']:>8.1f}{r.load_before:>6.2f}{r.load_after:>6.2f}")
 
 
-HEADER = (f"{'arm':<20}{'items':>6}{'gen':>6}{'scored':>7}{'tokens':>8}{'sec':>9}{'gen s':>8}"
+HEADER = (f"{'arm':<20}{'items':>6}{'gen':>6}{'scored':>7}{'ppl':>5}{'tokens':>8}{'sec':>9}{'gen s':>8}"
           f"{'score s':>8}{'gen/s':>9}{'scor/s':>9}{'tok/s':>8}{'ld0':>6}{'ld1':>6}")
 
 
@@ -365,11 +378,14 @@ def ratios(results: list[ArmResult]) -> list[dict[str, Any]]:
     for c in (r for r in results if r.arm == "c_engine"):
         for o in (r for r in results if r.arm != "c_engine" and r.items == c.items):
             out.append({"items": c.items, "vs": o.arm, "hf_batch": o.hf_batch,
-                        "generated_per_s": c.rates["generated_per_s"]
-                        / o.rates["generated_per_s"],
-                        "scored_per_s": c.rates["scored_per_s"] / o.rates["scored_per_s"],
-                        "gen_tok_per_s": c.rates["gen_tok_per_s"] / o.rates["gen_tok_per_s"]})
+                        **{k: _ratio(c.rates[k], o.rates[k])
+                           for k in ("generated_per_s", "scored_per_s", "gen_tok_per_s")}})
     return out
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN when the baseline did none of it (e.g. every candidate truncated)."""
+    return a / b if b else math.nan
 
 
 def identical_samples(results: list[ArmResult]) -> list[dict[str, Any]]:

@@ -150,6 +150,10 @@ def test_floors_drop_exactly_the_candidates_below_them(default_model, engine, it
         assert ("readability" in failed) == low_read
         assert ("retention" in failed) == low_keep
         assert (bool(failed) and cand.text != out[i].chosen.text) or not failed
+        # Perplexity (a forward pass) is spent only where the floors let a candidate compete.
+        assert math.isnan(cand.scores.perplexity) == bool(failed)
+    assert any(f for _, _, f in seen) and any(not f for _, _, f in seen), \
+        "need candidates on both sides of the floors, or this test proves nothing"
     for i, result in enumerate(out):
         dropped = sum(1 for j, _, f in seen if j == i and f)
         assert result.rounds[0].below_floor == dropped

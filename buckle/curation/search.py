@@ -3,9 +3,11 @@
 Per round, every beam member of every item is sent to the reviser once per (temperature, top_p)
 grid point; all those requests go to the engine together, so identical prompts (one member x 25
 grid points) are prefilled once and decoded in large batches. New texts are deduplicated per
-item, scored (perplexity under the *target* model, in length-sorted batches, plus the text
-scorers), filtered by the quality floors, and the top `beam` survivors by the objective key
-become the next round's members. The original is never a survivor: if no revision passes the
+item, scored by the text scorers, filtered by the quality floors, and only the survivors get a
+perplexity under the *target* model (in length-sorted batches): the floors never look at
+perplexity, so a forward pass for a rejected candidate could not change any outcome (on the
+paper grid ~80% of distinct candidates miss a floor). The top `beam` survivors by the objective
+key become the next round's members. The original is never a survivor: if no revision passes the
 floors the item keeps its original response and says so.
 
 Sampling seeds derive from (config seed, item index, round, member, grid point) only, so an
@@ -16,9 +18,10 @@ exactly what an uninterrupted one would have done.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from buckle.curation.config import CurationConfig
@@ -163,13 +166,10 @@ class BeamSearch:
             members = [s or [o] for s, o in zip(survivors, original_cands)]
             requests, results = self._sample(items, indices, members, round_)
             fresh = self._collect(items, requests, results, seen, logs, round_)
-            scored = self._score([(items[i], text, items[i].response)
-                                  for i, text, _, _ in fresh])
-            for (i, text, temp, top_p), scores in zip(fresh, scored):
+            scored = self._score_candidates(items, fresh, originals)
+            for (i, text, temp, top_p), (scores, failed) in zip(fresh, scored):
                 candidate = Candidate(text, round_, temp, top_p, scores,
                                       objective_key(scores, cfg))
-                failed = floor_failures(scores, originals[i], cfg.quality_floor,
-                                        cfg.min_retention)
                 if on_candidate is not None:
                     on_candidate(i, candidate, failed)
                 if failed:
@@ -232,12 +232,36 @@ class BeamSearch:
         """Scores of (item, text, original reply or None) triples, perplexities batched."""
         if not pairs:
             return []
-        ppl = response_perplexities(
-            self.model, self.tokenizer,
-            [([m.model_dump() for m in conv.prompt_messages], text) for conv, text, _ in pairs],
-            batch_tokens=self.batch_tokens)
+        ppl = self._perplexities([(conv, text) for conv, text, _ in pairs])
         return [self.scorers.score(conv.prompt, text, p, original)
                 for (conv, text, original), p in zip(pairs, ppl)]
+
+    def _score_candidates(self, items: Sequence[Conversation],
+                          fresh: list[tuple[int, str, float, float]],
+                          originals: list[Scores]) -> list[tuple[Scores, list[str]]]:
+        """(scores, floors missed) per fresh candidate. Text scores and floors first; perplexity
+        only for candidates that pass every floor (the rest keep perplexity NaN and a NaN key:
+        no forward pass was spent on a text the floors already rejected)."""
+        cfg = self.config
+        out = []
+        for i, text, _, _ in fresh:
+            scores = self.scorers.score(items[i].prompt, text, math.nan, items[i].response)
+            out.append((scores, floor_failures(scores, originals[i], cfg.quality_floor,
+                                               cfg.min_retention)))
+        admitted = [k for k, (_, failed) in enumerate(out) if not failed]
+        ppl = self._perplexities([(items[fresh[k][0]], fresh[k][1]) for k in admitted])
+        for k, p in zip(admitted, ppl):
+            out[k] = (replace(out[k][0], perplexity=p), [])
+        return out
+
+    def _perplexities(self, pairs: list[tuple[Conversation, str]]) -> list[float]:
+        """Perplexity of each text as the reply to its item's prompt, under the target model."""
+        if not pairs:
+            return []
+        return response_perplexities(
+            self.model, self.tokenizer,
+            [([m.model_dump() for m in conv.prompt_messages], text) for conv, text in pairs],
+            batch_tokens=self.batch_tokens)
 
     @staticmethod
     def _outcome(item: Conversation, index: int, line: int, original_scores: Scores,
