@@ -35,8 +35,11 @@ import math
 import os
 import platform
 import resource
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -83,6 +86,7 @@ class ArmResult:
     gen_seconds: float = 0.0
     score_seconds: float = 0.0
     hf_batch: int | None = None
+    repeat: int = 0  # which pass of --repeat (ratios pair arms of the same pass)
     load_before: float = 0.0
     load_after: float = 0.0
     peak_rss_mb: float = 0.0
@@ -373,11 +377,13 @@ HEADER = (f"{'arm':<20}{'items':>6}{'gen':>6}{'scored':>7}{'ppl':>5}{'tokens':>8
 
 
 def ratios(results: list[ArmResult]) -> list[dict[str, Any]]:
-    """Engine vs each other arm at the same item count."""
+    """Engine vs each other arm at the same item count, within the same repeat."""
     out = []
     for c in (r for r in results if r.arm == "c_engine"):
-        for o in (r for r in results if r.arm != "c_engine" and r.items == c.items):
+        for o in (r for r in results if r.arm != "c_engine" and r.items == c.items
+                  and r.repeat == c.repeat):
             out.append({"items": c.items, "vs": o.arm, "hf_batch": o.hf_batch,
+                        "repeat": c.repeat, "wall_s": _ratio(o.seconds, c.seconds),
                         **{k: _ratio(c.rates[k], o.rates[k])
                            for k in ("generated_per_s", "scored_per_s", "gen_tok_per_s")}})
     return out
@@ -391,16 +397,33 @@ def _ratio(a: float, b: float) -> float:
 def identical_samples(results: list[ArmResult]) -> list[dict[str, Any]]:
     """How many (item, grid point) samples came out token-identical to the engine's.
 
-    HF's nucleus warper and the engine's filter keep the same tokens (up to ties at the
-    boundary) and both draw with one `multinomial` per row, so a one-row `generate` seeded with
-    the engine's per-request seed reproduces the engine's sample; batched calls cannot.
+    The engine draws by inverse CDF from one uniform per step (sampler v2), HF's `generate`
+    with `multinomial`; the same seed gives the same sample only where the nucleus is one
+    token (low temperature or top-p), which is what this counts.
     """
     out = []
-    for c in (r for r in results if r.arm == "c_engine"):
-        for o in (r for r in results if r.arm != "c_engine" and r.items == c.items):
+    for c in (r for r in results if r.arm == "c_engine" and r.repeat == 0):
+        for o in (r for r in results if r.arm != "c_engine" and r.items == c.items
+                  and r.repeat == 0):
             same = sum(a == b for a, b in zip(o.tokens, c.tokens))
             out.append({"items": c.items, "arm": o.arm, "hf_batch": o.hf_batch,
                         "identical": same, "samples": len(c.tokens)})
+    return out
+
+
+def ratio_medians(results: list[ArmResult]) -> list[dict[str, Any]]:
+    """Median and spread over --repeat passes of each paired ratio (this VM's speed drifts by
+    tens of percent between minutes, so one pair of runs can land anywhere in that range)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in ratios(results):
+        groups.setdefault((r["items"], r["vs"], r["hf_batch"]), []).append(r)
+    out = []
+    for (items, vs, batch), rs in groups.items():
+        wall = sorted(r["wall_s"] for r in rs)
+        out.append({"items": items, "vs": vs, "hf_batch": batch, "repeats": len(rs),
+                    "wall_s_median": statistics.median(wall), "wall_s_all": wall,
+                    "scored_per_s_median": statistics.median(r["scored_per_s"] for r in rs),
+                    "gen_tok_per_s_median": statistics.median(r["gen_tok_per_s"] for r in rs)})
     return out
 
 
@@ -434,6 +457,7 @@ def save(args: argparse.Namespace, cfg: CurationConfig, results: list[ArmResult]
     rows = [{k: v for k, v in asdict(r).items() if k != "tokens"} for r in results]
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "results": rows, "ratios": ratios(results),
+                   "ratio_medians": ratio_medians(results),
                    "same_samples": identical_samples(results)}, f, indent=2)
 
 
@@ -457,6 +481,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every arm this many times, interleaved; ratios pair arms of the "
+                    "same pass and the summary gives their median")
     ap.add_argument("--out", default=None, help="JSON results path")
     args = ap.parse_args()
 
@@ -484,18 +511,24 @@ def main() -> None:
         print(fmt_row(r), flush=True)
         save(args, cfg, results)  # after every arm, so a long run leaves partial results
 
-    if args.naive_items:
-        record(run_naive(lm, cfg, pool[:args.naive_items], stop, scorers))
-    for n in sorted(set(args.items) | set(hf_sizes) | set(args.rowwise_items)):
-        items = pool[:n]
-        if n in args.items:
-            record(run_engine(lm, cfg, items))
-        if n in hf_sizes:
-            for size in hf_batches(args.hf_batch, n):
-                record(run_hf_batched(lm, cfg, items, stop, scorers, size))
-        if n in args.rowwise_items:
-            for size in hf_batches(args.rowwise_batch, n, n * len(cfg.grid)):
-                record(run_hf_rowwise(lm, cfg, items, stop, scorers, size))
+    for rep in range(args.repeat):
+        arms: list[Callable[[], ArmResult]] = []
+        if args.naive_items:
+            arms.append(partial(run_naive, lm, cfg, pool[:args.naive_items], stop, scorers))
+        for n in sorted(set(args.items) | set(hf_sizes) | set(args.rowwise_items)):
+            items = pool[:n]
+            if n in args.items:
+                arms.append(partial(run_engine, lm, cfg, items))
+            if n in hf_sizes:
+                arms += [partial(run_hf_batched, lm, cfg, items, stop, scorers, size)
+                         for size in hf_batches(args.hf_batch, n)]
+            if n in args.rowwise_items:
+                arms += [partial(run_hf_rowwise, lm, cfg, items, stop, scorers, size)
+                         for size in hf_batches(args.rowwise_batch, n, n * len(cfg.grid))]
+        for arm in arms:
+            result = arm()
+            result.repeat = rep
+            record(result)
 
     for s in identical_samples(results):
         batch = f" (batch {s['hf_batch']})" if s["hf_batch"] else ""
@@ -503,9 +536,15 @@ def main() -> None:
               f"{s['identical']}/{s['samples']}")
     for r in ratios(results):
         batch = f" (batch {r['hf_batch']})" if r["hf_batch"] else ""
-        print(f"engine vs {r['vs']}{batch} at {r['items']} items: "
-              f"{r['generated_per_s']:.2f}x candidates generated/s, "
+        print(f"engine vs {r['vs']}{batch} at {r['items']} items, pass {r['repeat']}: "
+              f"{r['wall_s']:.2f}x wall time, "
               f"{r['scored_per_s']:.2f}x candidates scored/s, {r['gen_tok_per_s']:.2f}x tok/s")
+    for m in ratio_medians(results):
+        if m["repeats"] > 1:
+            batch = f" (batch {m['hf_batch']})" if m["hf_batch"] else ""
+            print(f"engine vs {m['vs']}{batch} at {m['items']} items, median of {m['repeats']}: "
+                  f"{m['wall_s_median']:.2f}x wall time (all: "
+                  + ", ".join(f"{w:.2f}" for w in m["wall_s_all"]) + ")")
 
 
 if __name__ == "__main__":
