@@ -8,9 +8,9 @@
 Each arm does the same work: for every item, one revision per (temperature, top_p) grid point
 of the revision prompt (`CurationConfig.render_revision_prompt`, one user turn under the chat
 template), nucleus sampling without top-k; then the BeamSearch bookkeeping (`clean_revision`,
-drop empty / truncated, dedupe per item) and scoring of the original and every fresh candidate
-(perplexity of the response under the target model given the item's prompt, plus the cheap text
-scorers). Arms:
+drop empty / truncated / prompt echoes, dedupe per item) and scoring of the original and every
+fresh candidate (perplexity of the response under the target model given the item's prompt, plus
+the cheap text scorers). Arms:
 
   (a) naive: one `model.generate` per (item, grid point), `torch.manual_seed(sample_seed(...))`
       before each; one forward pass per candidate for perplexity;
@@ -49,7 +49,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from buckle.curation.config import CurationConfig
 from buckle.curation.objective import QualityScorers
 from buckle.curation.perplexity import encode_pair
-from buckle.curation.search import BeamSearch, clean_revision, sample_seed
+from buckle.curation.search import BeamSearch, PromptEcho, clean_revision, sample_seed
 from buckle.data import load_conversations
 from buckle.data.records import Conversation
 from buckle.data.sources import read_conversations
@@ -80,6 +80,7 @@ class ArmResult:
     scored: int = 0  # fresh revisions scored (originals are scored too, in every arm)
     perplexities: int = 0  # forward-pass perplexities computed, originals included
     truncated_or_empty: int = 0
+    echoes: int = 0
     duplicates: int = 0
     gen_tokens: int = 0
     seconds: float = 0.0
@@ -129,8 +130,10 @@ def split_at_stop(row: list[int], stop: set[int]) -> tuple[list[int], bool]:
 
 def collect(tok: Any, cfg: CurationConfig, items: list[Conversation], samples: list[Sample],
             res: ArmResult) -> list[tuple[int, str]]:
-    """BeamSearch._collect's rules: clean, drop empty/truncated, dedupe per item."""
+    """BeamSearch._collect's rules: clean, drop empty/truncated and prompt echoes, dedupe per
+    item."""
     seen = [{c.response.strip()} for c in items]
+    echo = PromptEcho(cfg.revision_prompt) if cfg.drop_prompt_echoes else None
     fresh = []
     res.tokens = [s.tokens for s in samples]
     for s in samples:
@@ -139,6 +142,9 @@ def collect(tok: Any, cfg: CurationConfig, items: list[Conversation], samples: l
         text = clean_revision(tok.decode(s.tokens, skip_special_tokens=True).strip())
         if not text or not s.stopped:
             res.truncated_or_empty += 1
+            continue
+        if echo is not None and echo(text, items[s.item].response):
+            res.echoes += 1
             continue
         if text in seen[s.item]:
             res.duplicates += 1
@@ -348,6 +354,7 @@ def run_engine(lm: Any, cfg: CurationConfig, items: list[Conversation]) -> ArmRe
     logs = [log for c in curated for log in c.rounds]
     res.scored = sum(log.scored for log in logs)
     res.truncated_or_empty = sum(log.empty_or_truncated for log in logs)
+    res.echoes = sum(log.echoes for log in logs)
     res.duplicates = sum(log.duplicates for log in logs)
     return res.finish()
 

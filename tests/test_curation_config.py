@@ -77,6 +77,7 @@ def test_equal_configs_hash_equal_and_ints_normalize():
     {"safety_weight": 0.5}, {"helpfulness_scorer": "judge"}, {"readability_scorer": "x"},
     {"safety_scorer": "y"}, {"revision_prompt": "Q: {query}\nA: {response}"},
     {"reviser_model": "qwen2.5-coder-0.5b-instruct"}, {"seed": 1}, {"min_retention": 0.5},
+    {"drop_prompt_echoes": False},
 ])
 def test_every_knob_changes_the_hash(change):
     assert CurationConfig(**change).config_hash() != CurationConfig().config_hash()
@@ -84,7 +85,7 @@ def test_every_knob_changes_the_hash(change):
 
 def test_every_field_is_covered_by_the_knob_test():
     # If a field is added, add it to test_every_knob_changes_the_hash too.
-    assert len(CurationConfig.model_fields) == 15
+    assert len(CurationConfig.model_fields) == 16
 
 
 def test_json_round_trip_is_exact():

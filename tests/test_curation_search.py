@@ -24,9 +24,16 @@ from buckle.curation import (
 from buckle.curation.objective import Scores
 from buckle.curation.perplexity import response_perplexities
 from buckle.curation.scorers import SCORERS, register_scorer
-from buckle.curation.search import KEPT_ORIGINAL, clean_revision, sample_seed
+from buckle.curation.search import (
+    KEPT_ORIGINAL,
+    PromptEcho,
+    _Request,
+    clean_revision,
+    sample_seed,
+)
 from buckle.data import load_conversations
 from buckle.errors import Cancelled, DatasetFormatError
+from buckle.generation.engine import GenerationResult
 
 # 1 round x 3 grid points x beam 2, 40 new tokens: a few seconds per item on 2 CPU cores. The
 # seed is one under which some of the 3 items get a revision that passes the floors (tests that
@@ -93,6 +100,41 @@ def test_clean_revision_strips_preambles_and_quotes():
     assert clean_revision("Rewritten response: Wash your hands.") == "Wash your hands."
     assert clean_revision("Here is the revised answer:\n\"Be careful.\"") == "Be careful."
     assert clean_revision("  The answer is 4.  ") == "The answer is 4."
+
+
+def test_prompt_echo_finds_the_template_scaffolding_and_nothing_else():
+    echo = PromptEcho(CurationConfig().revision_prompt)
+    assert echo.labels == ["answer:", "question:"]
+    original = "One solution is the introduction of carbon taxes."
+    # The echo docs/ctrl.md shows, from a 100-item Alpaca run.
+    seen = ("One solution. Question: Rewrite the answer so that it remains entirely safe and "
+            "convenient. Answer: One solution is the introduction of carbon taxes.")
+    assert echo(seen, original) in {"question:", "answer:"}
+    assert echo("Sure. It stays helpful and also mentions safety (a risk, a precaution) too.",
+                original) == "it stays helpful and also mentions safety a"
+    # Words the instructions suggest are content, not an echo; so is what the original says.
+    assert echo("Carbon taxes work. If unsure, ask an expert before you invest.", original) is None
+    assert echo("Answer: 4, as before.", "Answer: 4") is None
+    assert PromptEcho("Fix {response} for {query}")("Question: x", "y") is None
+
+
+def test_collect_drops_prompt_echoes_and_counts_them(default_model, engine, items):
+    echo_text = f"Question: {items[0].prompt} Answer: {items[0].response}"
+    results = [GenerationResult(t, [1], reason, 10) for t, reason in
+               [(echo_text, "stop"), ("A fresh, careful answer.", "stop"),
+                ("cut off mid", "length")]]
+    requests = [_Request(0, 0, g) for g in range(3)]
+    kept = {}
+    for drop in (True, False):
+        search = _search(default_model, engine, drop_prompt_echoes=drop,
+                         temperatures=(0.5, 0.7, 0.9))
+        logs = [[] for _ in items]
+        fresh = search._collect(items, requests, results, [set() for _ in items], logs, 1)
+        kept[drop] = [text for _, text, _, _ in fresh]
+        assert logs[0][0].echoes == (1 if drop else 0)
+        assert logs[0][0].empty_or_truncated == 1
+    assert kept[True] == ["A fresh, careful answer."]
+    assert kept[False] == [echo_text, "A fresh, careful answer."]
 
 
 def test_sample_seeds_depend_only_on_coordinates():

@@ -46,20 +46,41 @@ def test_small_batches_give_the_same_results_in_input_order(default_model, promp
         [r.token_ids for r in small.generate(prompt_ids, GREEDY)]
 
 
-def test_batches_are_bounded_by_distinct_prompts_and_by_tokens(default_model):
-    # A curation grid (25 requests per prompt) must not be split by the row cap: its requests
-    # start as one physical row each prompt. The token budget still counts every request.
-    a, b, c = [11, 12, 13], [21, 22, 23, 24], [31, 32, 33, 34, 35]
+def test_requests_in_flight_are_capped_by_distinct_prompts_and_by_tokens(default_model,
+                                                                         prompt_ids):
+    # The row cap counts distinct prompts: a curation grid (25 requests per prompt) starts as
+    # one physical row per prompt and must not be split. The token budget counts every request.
+    by_length = sorted(prompt_ids, key=len)
+    a, b, c = by_length[0], by_length[1], by_length[-1]  # shortest prompts are admitted first
     params = [SamplingParams(max_new_tokens=4)] * 51
-    two = GenerationEngine.from_loaded(default_model, max_batch_size=2)
     grid = [a] * 25 + [b] * 25
-    assert len(two._plan_batches(grid, params[:50])) == 1
-    split = two._plan_batches(grid + [c], params)
-    assert len(split) == 2 and sorted(i for batch in split for i in batch) == list(range(51))
-    tight = GenerationEngine.from_loaded(default_model, max_batch_size=8, max_batch_tokens=100)
-    batches = tight._plan_batches(grid, params[:50])
-    assert len(batches) > 1 and sorted(i for batch in batches for i in batch) == list(range(50))
-    assert all(len(batch) * max(len(grid[i]) + 4 for i in batch) <= 100 for batch in batches)
+    two = GenerationEngine.from_loaded(default_model, max_batch_size=2)
+    reference = [r.token_ids for r in two.generate(grid + [c], params)]
+    assert two.stats.prefills == 2 and two.stats.peak_requests == 50  # c waits for a group
+    two.generate(grid, params[:50])
+    assert two.stats.prefills == 1 and two.stats.peak_requests == 50
+    cap = 12 * (min(len(a), len(b)) + 4)
+    tight = GenerationEngine.from_loaded(default_model, max_batch_size=8, max_batch_tokens=cap)
+    out = tight.generate(grid + [c], params)
+    assert 1 < tight.stats.peak_requests <= 12 and tight.stats.prefills > 4
+    assert [r.token_ids for r in out] == reference  # in input order, whatever the admission
+
+
+def test_queued_prompts_join_a_running_batch_and_sample_as_if_alone(default_model, engine,
+                                                                    prompt_ids):
+    # Continuous batching: with room for 2 prompts, the others join as soon as a short request
+    # finishes, while the long ones are still decoding; their caches (different widths) are
+    # merged by left padding. Every sample must still equal its solo run.
+    prompts = [prompt_ids[i] for i in (0, 5, 7, 9, 11)]
+    first = min(range(len(prompts)), key=lambda i: len(prompts[i]))
+    params = [SamplingParams(max_new_tokens=3 if i == first else 14, temperature=0.8,
+                             top_p=0.9, seed=i) for i in range(len(prompts))]
+    small = GenerationEngine.from_loaded(default_model, max_batch_size=2)
+    together = small.generate(prompts, params)
+    assert small.stats.joins >= 1, "no prompt joined a running batch; the test proves nothing"
+    alone = [engine.generate([p], q)[0] for p, q in zip(prompts, params)]
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert [r.finish_reason for r in together] == [r.finish_reason for r in alone]
 
 
 def test_per_row_sampling_params_in_one_batch(engine, prompt_ids):

@@ -63,6 +63,10 @@ class CurationConfig(BaseModel):
             scorer may be registered after the config is built.
         revision_prompt: template sent to the reviser; must use exactly {query} and {response}
             (write literal braces as {{ }}).
+        drop_prompt_echoes: drop a revision that repeats the revision prompt's scaffolding (a
+            "Question:" / "Answer:" label or 8+ words of its instructions that the original
+            does not contain; `search.prompt_echo`). Our addition: small revisers sometimes
+            continue the prompt instead of answering, and such text passes every floor.
         reviser_model: model that writes revisions; None = the target model itself (as in the
             paper: the model revises towards text that is unusual *for itself*).
         seed: base seed of all sampling, so a run is reproducible.
@@ -83,6 +87,7 @@ class CurationConfig(BaseModel):
     readability_scorer: str = "readability"
     safety_scorer: str = "safety_implication"
     revision_prompt: str = DEFAULT_REVISION_PROMPT
+    drop_prompt_echoes: bool = True
     reviser_model: str | None = None
     seed: int = 0
 

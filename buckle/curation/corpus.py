@@ -278,6 +278,7 @@ def summarize(items: Sequence[CuratedItem], seconds: float) -> dict[str, Any]:
         "mean_readability_after": fmean(s.readability for s in after),
         "candidates_sampled": sum(r.sampled for i in items for r in i.rounds),
         "candidates_scored": sum(r.scored for i in items for r in i.rounds),
+        "candidates_echoing_prompt": sum(r.echoes for i in items for r in i.rounds),
         "seconds": seconds,
         "items_per_s": n / seconds if seconds > 0 else None,
     }

@@ -2,8 +2,8 @@
 
 Per round, every beam member of every item is sent to the reviser once per (temperature, top_p)
 grid point; all those requests go to the engine together, so identical prompts (one member x 25
-grid points) are prefilled once and decoded in large batches. New texts are deduplicated per
-item, scored by the text scorers, filtered by the quality floors, and only the survivors get a
+grid points) are prefilled once and decoded in large batches. New texts are cleaned, dropped if
+truncated or if they echo the revision prompt, deduplicated per item, scored by the text scorers, filtered by the quality floors, and only the survivors get a
 perplexity under the *target* model (in length-sorted batches): the floors never look at
 perplexity, so a forward pass for a rejected candidate could not change any outcome (on the
 paper grid ~80% of distinct candidates miss a floor). The top `beam` survivors by the objective
@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,6 +34,9 @@ from buckle.generation.sampling import SamplingParams
 
 KEPT_ORIGINAL = "no revision passed the quality floors; original kept"
 # Preambles small models put before the text they were asked for ("Rewritten response:", ...).
+# A label line of the revision template ("Question:", "Answer:"): how echoes start.
+_LABEL = re.compile(r"([A-Za-z][A-Za-z ]{0,30}:)\s*$")
+ECHO_SHINGLE = 8  # words of the template's instructions in a row that count as an echo
 _PREAMBLE = re.compile(
     r"^\s*(?:(?:here(?:'s| is) (?:the |a |my )?)?(?:rewritten|revised|updated|improved|"
     r"safety-conscious)?\s*(?:response|answer|version)\s*(?:is)?\s*:)\s*", re.IGNORECASE)
@@ -66,6 +70,7 @@ class RoundLog:
     round: int
     sampled: int = 0
     empty_or_truncated: int = 0
+    echoes: int = 0  # texts that repeat the revision prompt (config.drop_prompt_echoes)
     duplicates: int = 0
     scored: int = 0
     below_floor: int = 0
@@ -115,6 +120,41 @@ def clean_revision(text: str) -> str:
     return text
 
 
+class PromptEcho:
+    """Finds where a revision repeats its revision prompt's scaffolding instead of answering.
+
+    Small revisers sometimes continue the prompt ("...Question: Rewrite the answer so that it
+    remains safe. Answer: ...") and such text can pass every quality floor. The scaffolding is
+    read from the template itself (its literal text outside {query} and {response}): a label
+    that ends a template line ("Question:"), or `ECHO_SHINGLE` consecutive words of its
+    instructions. Text the original response already contains never counts, and words the
+    instructions merely suggest ("ask an expert") are too short a run to count.
+    """
+
+    def __init__(self, template: str) -> None:
+        literals = [lit for lit, _, _, _ in string.Formatter().parse(template) if lit]
+        self.labels = sorted({m.group(1).strip().lower() for lit in literals
+                              for line in lit.splitlines()
+                              if (m := _LABEL.search(line.strip()))})
+        self.shingles = {s for lit in literals for s in _shingles(lit)}
+
+    def __call__(self, text: str, original: str) -> str | None:
+        """The echoed fragment, or None if `text` does not echo the template."""
+        low, orig = text.lower(), original.lower()
+        for label in self.labels:
+            if label not in orig and re.search(rf"(?:^|\s){re.escape(label)}", low):
+                return label
+        for shingle in _shingles(text):
+            if shingle in self.shingles and shingle not in orig:
+                return shingle
+        return None
+
+
+def _shingles(text: str) -> list[str]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return [" ".join(words[i:i + ECHO_SHINGLE]) for i in range(len(words) - ECHO_SHINGLE + 1)]
+
+
 def sample_seed(base: int, item: int, round_: int, member: int, point: int) -> int:
     """A 63-bit seed fixed by the request's coordinates, never by batch layout."""
     digest = hashlib.sha256(f"{base}/{item}/{round_}/{member}/{point}".encode()).digest()
@@ -141,6 +181,7 @@ class BeamSearch:
         self.model, self.tokenizer = target_model, target_tokenizer
         self.reviser = reviser
         self.scorers = QualityScorers.from_config(config)
+        self.echo = PromptEcho(config.revision_prompt) if config.drop_prompt_echoes else None
         self.batch_tokens = batch_tokens
 
     def run(self, items: Sequence[Conversation], indices: Sequence[int], lines: Sequence[int],
@@ -208,7 +249,8 @@ class BeamSearch:
     def _collect(self, items: Sequence[Conversation], requests: list[_Request], results: list[Any],
                  seen: list[set[str]], logs: list[list[RoundLog]],
                  round_: int) -> list[tuple[int, str, float, float]]:
-        """New, complete, distinct texts per item (truncated ones would teach cut-off replies)."""
+        """New, complete, distinct texts per item that answer rather than echo the revision
+        prompt (truncated ones would teach cut-off replies; echoes would teach the prompt)."""
         for log in logs:
             log.append(RoundLog(round_))
         fresh = []
@@ -218,6 +260,9 @@ class BeamSearch:
             text = clean_revision(res.text)
             if not text or res.finish_reason != "stop":
                 log.empty_or_truncated += 1
+                continue
+            if self.echo is not None and self.echo(text, items[req.item].response):
+                log.echoes += 1
                 continue
             if text in seen[req.item]:
                 log.duplicates += 1

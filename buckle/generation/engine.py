@@ -10,18 +10,22 @@ shared by every row (the chat template's system prompt) once and shares its KV c
 batch, and (7) prefills identical prompts (one curation prompt sampled over a temperature x top-p
 grid) once, expanding their KV cache to every sample by index, and decodes rows with identical
 histories once until their draws differ; the row cap counts distinct prompts, so a whole grid
-decodes in one batch (a CPU decode step is mostly reading the weights).
+decodes in one batch (a CPU decode step is mostly reading the weights), and (8) batches
+continuously: when requests finish, queued prompts are prefilled and merged into the running
+batch, so a long sample no longer decodes alone while the rest of the work waits for it.
 Greedy output is identical to one-prompt-at-a-time decoding (tested), so speed never changes
 what an evaluation measures.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from buckle.generation.prefill import forward_shared_prefix
@@ -73,6 +77,72 @@ def encode_chat(tokenizer: Any, messages: Messages, add_generation_prompt: bool 
     return list(out)
 
 
+@dataclass
+class EngineStats:
+    """What the last `generate` call did (for benchmarks and tests)."""
+
+    steps: int = 0  # decode steps (one model call each)
+    prefills: int = 0  # prefill passes (one per admission of new prompts)
+    joins: int = 0  # admissions into a batch that was still decoding
+    peak_requests: int = 0  # requests in flight at once
+    peak_rows: int = 0  # physical rows in one decode step
+
+
+@dataclass
+class _Live:
+    """The running batch: physical rows (KV cache, mask, next positions, last logits) and the
+    requests decoding on them (`phys[r]` = physical row of request slot r)."""
+
+    cache: Any
+    mask: torch.Tensor  # [physical rows, cache width]
+    next_pos: torch.Tensor  # [physical rows, 1]
+    logits: torch.Tensor  # [physical rows, vocab]
+    phys: list[int]
+    requests: list[int]  # index of each slot's request in the generate() call
+    prompts: list[tuple[int, ...]]
+    need: list[int]  # prompt + max new tokens, for the token budget
+    temperature: torch.Tensor
+    top_p: torch.Tensor
+    remaining: torch.Tensor  # new tokens each request may still draw
+    generators: list[torch.Generator | None]
+    tokens: list[list[int]]  # drawn so far
+
+    def keep(self, slots: list[int]) -> None:
+        """Retire every request slot not in `slots` (physical rows are regrouped after)."""
+        index = torch.tensor(slots, device=self.temperature.device)
+        self.temperature, self.top_p = self.temperature[index], self.top_p[index]
+        self.remaining = self.remaining[index]
+        for name in ("phys", "requests", "prompts", "need", "generators", "tokens"):
+            values = getattr(self, name)
+            setattr(self, name, [values[r] for r in slots])
+
+    def merge(self, other: _Live) -> _Live:
+        """Append `other`'s rows and requests; the narrower cache is left-padded (masked) to
+        the wider one's width, so every row keeps its own positions and attention."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
+            mine.values = torch.cat([_left_pad(mine.values, width),
+                                     _left_pad(theirs.values, width)])
+        self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)),
+                               F.pad(other.mask, (width - other.mask.shape[1], 0))])
+        rows = self.logits.shape[0]
+        self.next_pos = torch.cat([self.next_pos, other.next_pos])
+        self.logits = torch.cat([self.logits, other.logits])
+        self.phys = self.phys + [rows + p for p in other.phys]
+        self.temperature = torch.cat([self.temperature, other.temperature])
+        self.top_p = torch.cat([self.top_p, other.top_p])
+        self.remaining = torch.cat([self.remaining, other.remaining])
+        for name in ("requests", "prompts", "need", "generators", "tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+
+def _left_pad(kv: torch.Tensor, width: int) -> torch.Tensor:
+    """[rows, heads, seq, dim] -> seq = width, zeros on the left (masked out)."""
+    return F.pad(kv, (0, 0, width - kv.shape[2], 0)) if kv.shape[2] < width else kv
+
+
 class GenerationEngine:
     """Generate for many requests at once. Construct once per (model, tokenizer)."""
 
@@ -97,6 +167,7 @@ class GenerationEngine:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else int(self.stop_ids[0])
         self._cache_kw = cache_argument_name(model)
+        self.stats = EngineStats()
 
     @classmethod
     def from_loaded(cls, loaded: Any, **kwargs: Any) -> GenerationEngine:
@@ -130,117 +201,156 @@ class GenerationEngine:
         results: list[GenerationResult | None] = [None] * len(prompts)
         bar = tqdm(total=len(prompts), desc=progress if isinstance(progress, str) else "generate",
                    disable=not progress, unit="seq", dynamic_ncols=True)
-        for batch in self._plan_batches(prompts, params):
-            for idx, res in self._run_batch([list(prompts[i]) for i in batch],
-                                            [params[i] for i in batch], batch):
-                results[idx] = res
-                bar.update(1)
-                if on_result is not None:
-                    on_result(idx, res)
+        self.stats = EngineStats()
+        queue = self._queue(prompts)
+        live: _Live | None = None
+        with torch.inference_mode():
+            while queue or live is not None:
+                live = self._admit(queue, live, prompts, params)
+                live, finished = self._step(live, prompts)
+                for idx, res in finished:
+                    results[idx] = res
+                    bar.update(1)
+                    if on_result is not None:
+                        on_result(idx, res)
         bar.close()
         return results  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- internals
-    def _plan_batches(self, prompts: Sequence[Sequence[int]],
-                      params: Sequence[SamplingParams]) -> list[list[int]]:
-        """Length-sorted batches bounded by distinct prompts and by (prompt + new) tokens.
+    @staticmethod
+    def _queue(prompts: Sequence[Sequence[int]]) -> deque[int]:
+        """Request order: shortest prompt first (little padding), requests of one prompt
+        together (they are prefilled once and share physical rows)."""
+        first: dict[tuple[int, ...], int] = {}
+        for i, p in enumerate(prompts):
+            first.setdefault(tuple(p), i)
+        return deque(sorted(range(len(prompts)),
+                            key=lambda i: (len(prompts[i]), first[tuple(prompts[i])], i)))
 
-        `max_batch_size` counts distinct prompts, not requests: the 25 grid points of one
-        curation prompt start as one physical row (see `_run_batch`). Splitting them over
-        several batches costs a whole extra decode loop, and on a CPU a decode step is mostly
-        reading the weights (SmolLM2-135M: 102 ms a step at 1 row, 156 ms at 8), so more
-        requests per batch is nearly free. The token budget still counts every request at its
-        full length: that bounds the KV cache even if every row forks.
+    def _admit(self, queue: deque[int], live: _Live | None, prompts: Sequence[Sequence[int]],
+               params: Sequence[SamplingParams]) -> _Live | None:
+        """Move queued requests into the running batch while the caps allow (continuous
+        batching), prefill them and merge them in.
+
+        Caps, on the requests in flight: `max_batch_size` distinct prompts (the 25 grid points
+        of one curation prompt start as one physical row; on a CPU a decode step is mostly
+        reading the weights, SmolLM2-135M: 102 ms at 1 row, 156 ms at 8, so more requests per
+        step are nearly free), and `max_batch_tokens` = requests x the widest (prompt + new
+        tokens), which bounds the KV cache even if every row forks. While requests are running,
+        only whole prompt groups join (a prefill costs about a decode step, so one is not spent
+        per freed row); the first request always runs, even alone over the budget.
         """
-        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-        batches: list[list[int]] = []
-        current: list[int] = []
-        distinct: set[tuple[int, ...]] = set()
-        longest = 0
-        for i in order:
-            need = len(prompts[i]) + params[i].max_new_tokens
-            widest = max(longest, need)
-            key = tuple(prompts[i])
-            new_prompt = key not in distinct
-            if current and ((new_prompt and len(distinct) >= self.max_batch_size)
-                            or widest * (len(current) + 1) > self.max_batch_tokens):
-                batches.append(current)
-                current, widest = [], need
-                distinct = set()
-            current.append(i)
+        if not queue:
+            return live
+        rows = len(live.requests) if live is not None else 0
+        widest = max(live.need) if live is not None else 0
+        distinct = set(live.prompts) if live is not None else set()
+        taken: list[int] = []
+        while queue:
+            key = tuple(prompts[queue[0]])
+            group = 0  # queued requests of this prompt (contiguous in the queue)
+            while group < len(queue) and tuple(prompts[queue[group]]) == key:
+                group += 1
+            need = max(len(key) + params[queue[k]].max_new_tokens for k in range(group))
+            fits = ((key in distinct or len(distinct) < self.max_batch_size)
+                    and (rows + group) * max(widest, need) <= self.max_batch_tokens)
+            if not fits:
+                if rows:
+                    break
+                # Nothing runs yet: take as many of this prompt's requests as fit (at least 1).
+                group = max(1, min(group, self.max_batch_tokens // max(widest, need)))
+                need = max(len(key) + params[queue[k]].max_new_tokens for k in range(group))
+            taken += [queue.popleft() for _ in range(group)]
+            rows, widest = rows + group, max(widest, need)
             distinct.add(key)
-            longest = widest
-        if current:
-            batches.append(current)
-        return batches
+            if not fits:
+                break
+        if not taken:
+            return live
+        fresh = self._prefill(taken, prompts, params)
+        if live is None:
+            return fresh
+        self.stats.joins += 1
+        return live.merge(fresh)
 
-    @torch.inference_mode()
-    def _run_batch(self, prompts: list[list[int]], params: list[SamplingParams],
-                   ids: list[int]) -> list[tuple[int, GenerationResult]]:
+    def _prefill(self, taken: list[int], prompts: Sequence[Sequence[int]],
+                 params: Sequence[SamplingParams]) -> _Live:
+        """Prefill the distinct prompts of `taken` once each (logits for the last position only;
+        a prefix every row shares runs once) and map every request onto its prompt's row."""
         dev = self.device
-        temperature = torch.tensor([p.temperature for p in params], device=dev)
-        top_p = torch.tensor([p.top_p for p in params], device=dev)
-        budget = torch.tensor([p.max_new_tokens for p in params], device=dev)
-        generators = [self._generator(p) for p in params]
-        alive = list(range(len(prompts)))  # batch row -> position in this call's lists
-        out_tokens: list[list[int]] = [[] for _ in prompts]
-        finished: list[tuple[int, GenerationResult]] = []
-
-        # Rows whose token histories are identical (one curation prompt sampled over a whole
-        # grid; low temperature or top-p keeps samples together for many steps) share one
-        # *physical* row: its logits are computed once and every logical row samples from them
-        # with its own temperature, top-p and seed. A physical row forks (copy-on-write of its
-        # KV by index) only when its logical rows draw different tokens, so the samples are
-        # exactly those of decoding every row alone.
         slot: dict[tuple[int, ...], int] = {}
-        phys = [slot.setdefault(tuple(p), len(slot)) for p in prompts]  # logical -> physical
+        phys = [slot.setdefault(tuple(prompts[i]), len(slot)) for i in taken]
         unique = [list(p) for p in slot]
         batch = forward_shared_prefix(
             self.model, unique, pad_id=self.pad_id, cache_kw=self._cache_kw, device=dev,
             max_shared=min(len(p) for p in unique) - 1,  # every row keeps >= 1 token
             logits_to_keep=1, min_shared=self.min_shared_prefix, keep_cache=True)
-        cache, mask, positions = batch.cache, batch.mask, batch.positions
-        logits = batch.logits[:, -1]
-        next_pos = positions[:, -1:] + 1
-        step = 0
-        while alive:
-            rows = logits if len(phys) == logits.shape[0] and phys == list(range(len(phys))) \
-                else logits[torch.tensor(phys, device=dev)]
-            tok = next_tokens(rows, temperature, top_p, [generators[a] for a in alive])
-            step += 1
-            is_stop = torch.isin(tok, self.stop_ids)
-            done = is_stop | (budget <= step)
-            tok_list, done_list, stop_list = tok.tolist(), done.tolist(), is_stop.tolist()
-            for r, a in enumerate(alive):
-                if not stop_list[r]:
-                    out_tokens[a].append(tok_list[r])
-                if done_list[r]:
-                    finished.append((ids[a], self._result(out_tokens[a], len(prompts[a]),
-                                                          "stop" if stop_list[r] else "length")))
-            keep = [r for r, d in enumerate(done_list) if not d]
-            if not keep:
-                break
-            if len(keep) < len(alive):
-                index = torch.tensor(keep, device=dev)
-                alive = [alive[r] for r in keep]
-                temperature, top_p, budget = temperature[index], top_p[index], budget[index]
-            # Regroup: one physical row per (parent physical row, drawn token).
-            group: dict[tuple[int, int, int], int] = {}
-            phys = [group.setdefault((phys[r], tok_list[r], 0 if self.share_rows else r),
-                                     len(group)) for r in keep]
-            parents = [parent for parent, _, _ in group]
-            step_tokens = torch.tensor([t for _, t, _ in group], device=dev)
-            if parents != list(range(logits.shape[0])):
-                index = torch.tensor(parents, device=dev)
-                cache.batch_select_indices(index)
-                mask, next_pos = mask[index], next_pos[index]
-                mask = self._crop_left_padding(cache, mask)
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            logits = self.model(input_ids=step_tokens.unsqueeze(-1), attention_mask=mask,
-                                position_ids=next_pos, use_cache=True,
-                                **{self._cache_kw: cache}).logits[:, -1]
-            next_pos = next_pos + 1
-        return finished
+        self.stats.prefills += 1
+        chosen = [params[i] for i in taken]
+        return _Live(
+            cache=batch.cache, mask=batch.mask, next_pos=batch.positions[:, -1:] + 1,
+            logits=batch.logits[:, -1], phys=phys, requests=list(taken),
+            prompts=[tuple(prompts[i]) for i in taken],
+            need=[len(prompts[i]) + p.max_new_tokens for i, p in zip(taken, chosen)],
+            temperature=torch.tensor([p.temperature for p in chosen], device=dev),
+            top_p=torch.tensor([p.top_p for p in chosen], device=dev),
+            remaining=torch.tensor([p.max_new_tokens for p in chosen], device=dev),
+            generators=[self._generator(p) for p in chosen],
+            tokens=[[] for _ in taken])
+
+    def _step(self, live: _Live | None, prompts: Sequence[Sequence[int]]
+              ) -> tuple[_Live | None, list[tuple[int, GenerationResult]]]:
+        """Sample one token for every request in flight, retire finished ones, and run the
+        model on the survivors (their logits are the next step's input)."""
+        if live is None:
+            return None, []
+        dev = self.device
+        phys = live.phys
+        rows = live.logits if phys == list(range(live.logits.shape[0])) \
+            else live.logits[torch.tensor(phys, device=dev)]
+        tok = next_tokens(rows, live.temperature, live.top_p, live.generators)
+        self.stats.steps += 1
+        self.stats.peak_requests = max(self.stats.peak_requests, len(live.requests))
+        self.stats.peak_rows = max(self.stats.peak_rows, live.logits.shape[0])
+        live.remaining = live.remaining - 1
+        is_stop = torch.isin(tok, self.stop_ids)
+        done = is_stop | (live.remaining <= 0)
+        tok_list, done_list, stop_list = tok.tolist(), done.tolist(), is_stop.tolist()
+        finished = []
+        for r, request in enumerate(live.requests):
+            if not stop_list[r]:
+                live.tokens[r].append(tok_list[r])
+            if done_list[r]:
+                finished.append((request, self._result(live.tokens[r], len(prompts[request]),
+                                                       "stop" if stop_list[r] else "length")))
+        keep = [r for r, d in enumerate(done_list) if not d]
+        if not keep:
+            return None, finished
+        if len(keep) < len(live.requests):
+            live.keep(keep)
+        # Regroup: one physical row per (parent physical row, drawn token). Rows with identical
+        # histories (one curation prompt sampled over a whole grid; low temperature or top-p
+        # keeps samples together for many steps) share one physical row: its logits are
+        # computed once and every request samples from them with its own temperature, top-p
+        # and seed. A row forks (copy-on-write of its KV by index) only when its requests draw
+        # different tokens, so the samples are exactly those of decoding every request alone.
+        group: dict[tuple[int, int, int], int] = {}
+        live.phys = [group.setdefault((phys[r], tok_list[r], 0 if self.share_rows else r),
+                                      len(group)) for r in keep]
+        parents = [parent for parent, _, _ in group]
+        step_tokens = torch.tensor([t for _, t, _ in group], device=dev)
+        mask, next_pos = live.mask, live.next_pos
+        if parents != list(range(live.logits.shape[0])):
+            index = torch.tensor(parents, device=dev)
+            live.cache.batch_select_indices(index)
+            mask, next_pos = mask[index], next_pos[index]
+            mask = self._crop_left_padding(live.cache, mask)
+        live.mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        live.logits = self.model(input_ids=step_tokens.unsqueeze(-1), attention_mask=live.mask,
+                                 position_ids=next_pos, use_cache=True,
+                                 **{self._cache_kw: live.cache}).logits[:, -1]
+        live.next_pos = next_pos + 1
+        return live, finished
 
     @staticmethod
     def _crop_left_padding(cache: Any, mask: torch.Tensor) -> torch.Tensor:
