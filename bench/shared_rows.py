@@ -1,11 +1,18 @@
-"""Benchmark: decoding identical rows once (copy-on-write rows) vs one row per request.
+"""Benchmark: one engine option off vs on, on the CTRL paper grid (same requests, same seeds).
 
     flock /tmp/buckle-bench.lock .venv/bin/python bench/shared_rows.py [--items 2] [--threads 1]
+    flock /tmp/buckle-bench.lock .venv/bin/python bench/shared_rows.py --option continuous \
+        --items 20 --threads 2 --repeats 1
+
+`--option share_rows` (default): decoding identical rows once (copy-on-write rows) vs one row
+per request. `--option continuous`: continuous batching (queued prompts join the running batch
+as requests finish) vs one batch at a time; it matters when the requests exceed one batch's
+token budget (20 items x 25 grid points x 128 new tokens do).
 
 The CTRL paper grid samples one revision prompt at 25 (temperature, top-p) points. At low
 temperature or top-p many samples draw the same tokens for a long time; `GenerationEngine`
 computes such rows once and forks them when their draws differ. This runs the same requests
-(same seeds, so the same samples) with `share_rows=True` and `False`, alternating, and reports
+(same seeds, so the same samples) with the option False and True, alternating, and reports
 wall time, row-steps computed (rows x forward calls, counted by a forward hook) and whether the
 two produced identical samples.
 """
@@ -37,6 +44,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--option", choices=("share_rows", "continuous"), default="share_rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lm = load_model(args.model)
@@ -53,7 +61,7 @@ def main() -> None:
     samples: dict[bool, list] = {}
     for _ in range(args.repeats):
         for share in (False, True):
-            engine = GenerationEngine.from_loaded(lm, share_rows=share)
+            engine = GenerationEngine.from_loaded(lm, **{args.option: share})
             rows: list[int] = []
             hook = lm.model.register_forward_pre_hook(
                 lambda _m, _a, kw, rows=rows: rows.append(kw["input_ids"].shape[0]),
@@ -64,11 +72,12 @@ def main() -> None:
             hook.remove()
             samples[share] = [r.token_ids for r in out]
             tokens = sum(len(r.token_ids) for r in out)
-            print(f"share_rows={share!s:5}  {seconds:6.1f} s  {tokens} tokens  "
+            print(f"{args.option}={share!s:5}  {seconds:6.1f} s  {tokens} tokens  "
                   f"{tokens / seconds:6.1f} tok/s  row-steps {sum(rows):5d}  "
                   f"distinct samples {len({tuple(s) for s in samples[share]})}  "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
-    print("identical samples:", samples[True] == samples[False])
+                  f"prefills {engine.stats.prefills}  load {os.getloadavg()[0]:.1f}", flush=True)
+    same = sum(a == b for a, b in zip(samples[True], samples[False]))
+    print(f"identical samples: {same}/{len(prompts)}")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,10 @@ def test_queued_prompts_join_a_running_batch_and_sample_as_if_alone(default_mode
     alone = [engine.generate([p], q)[0] for p, q in zip(prompts, params)]
     assert [r.token_ids for r in together] == [r.token_ids for r in alone]
     assert [r.finish_reason for r in together] == [r.finish_reason for r in alone]
+    batchwise = GenerationEngine.from_loaded(default_model, max_batch_size=2, continuous=False)
+    assert [r.token_ids for r in batchwise.generate(prompts, params)] == \
+        [r.token_ids for r in alone]
+    assert batchwise.stats.joins == 0 and batchwise.stats.prefills == 3  # 2 + 2 + 1 prompts
 
 
 def test_per_row_sampling_params_in_one_batch(engine, prompt_ids):

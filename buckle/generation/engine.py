@@ -155,6 +155,7 @@ class GenerationEngine:
         max_batch_tokens: int = 65_536,
         min_shared_prefix: int = 4,
         share_rows: bool = True,
+        continuous: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -162,6 +163,7 @@ class GenerationEngine:
         self.max_batch_tokens = max_batch_tokens
         self.min_shared_prefix = min_shared_prefix
         self.share_rows = share_rows  # False: one physical row per request (for benchmarks)
+        self.continuous = continuous  # False: a batch admits nothing until it is done (benchmarks)
         self.device = next(model.parameters()).device
         self.stop_ids = torch.tensor(sorted(stop_token_ids(tokenizer, model)), device=self.device)
         pad = tokenizer.pad_token_id
@@ -240,7 +242,7 @@ class GenerationEngine:
         only whole prompt groups join (a prefill costs about a decode step, so one is not spent
         per freed row); the first request always runs, even alone over the budget.
         """
-        if not queue:
+        if not queue or (live is not None and not self.continuous):
             return live
         rows = len(live.requests) if live is not None else 0
         widest = max(live.need) if live is not None else 0
