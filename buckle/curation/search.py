@@ -3,11 +3,12 @@
 Per round, every beam member of every item is sent to the reviser once per (temperature, top_p)
 grid point; all those requests go to the engine together, so identical prompts (one member x 25
 grid points) are prefilled once and decoded in large batches. New texts are cleaned, dropped if
-truncated or if they echo the revision prompt, deduplicated per item, scored by the text scorers, filtered by the quality floors, and only the survivors get a
-perplexity under the *target* model (in length-sorted batches): the floors never look at
-perplexity, so a forward pass for a rejected candidate could not change any outcome (on the
-paper grid ~80% of distinct candidates miss a floor). The top `beam` survivors by the objective
-key become the next round's members. The original is never a survivor: if no revision passes the
+truncated or if they echo the revision prompt, deduplicated per item, scored by the text
+scorers and filtered by the quality floors; only the survivors get a perplexity under the
+*target* model (in length-sorted batches): the floors never look at perplexity, so a forward
+pass for a rejected candidate could not change any outcome (on the paper grid ~80% of distinct
+candidates miss a floor). The top `beam` survivors by the objective key become the next round's
+members. The original is never a survivor: if no revision passes the
 floors the item keeps its original response and says so.
 
 Sampling seeds derive from (config seed, item index, round, member, grid point) only, so an
@@ -33,10 +34,10 @@ from buckle.generation.engine import GenerationEngine, encode_chat
 from buckle.generation.sampling import SamplingParams
 
 KEPT_ORIGINAL = "no revision passed the quality floors; original kept"
-# Preambles small models put before the text they were asked for ("Rewritten response:", ...).
 # A label line of the revision template ("Question:", "Answer:"): how echoes start.
 _LABEL = re.compile(r"([A-Za-z][A-Za-z ]{0,30}:)\s*$")
 ECHO_SHINGLE = 8  # words of the template's instructions in a row that count as an echo
+# Preambles small models put before the text they were asked for ("Rewritten response:", ...).
 _PREAMBLE = re.compile(
     r"^\s*(?:(?:here(?:'s| is) (?:the |a |my )?)?(?:rewritten|revised|updated|improved|"
     r"safety-conscious)?\s*(?:response|answer|version)\s*(?:is)?\s*:)\s*", re.IGNORECASE)
@@ -274,7 +275,8 @@ class BeamSearch:
         return fresh
 
     def _score(self, pairs: list[tuple[Conversation, str, str | None]]) -> list[Scores]:
-        """Scores of (item, text, original reply or None) triples, perplexities batched."""
+        """Every score of (item, text, original reply or None) triples, perplexities batched
+        (the originals: they set the floors, and the summary reports their perplexity)."""
         if not pairs:
             return []
         ppl = self._perplexities([(conv, text) for conv, text, _ in pairs])
