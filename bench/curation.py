@@ -379,7 +379,8 @@ def fmt_row(r: ArmResult) -> str:
             f"{r.rates['gen_tok_per_s']:>8.1f}{r.load_before:>6.2f}{r.load_after:>6.2f}")
 
 
-HEADER = (f"{'arm':<20}{'items':>6}{'gen':>6}{'scored':>7}{'ppl':>5}{'tokens':>8}{'sec':>9}{'gen s':>8}"
+HEADER = (f"{'arm':<20}{'items':>6}{'gen':>6}{'scored':>7}{'ppl':>5}{'tokens':>8}{'sec':>9}"
+          f"{'gen s':>8}"
           f"{'score s':>8}{'gen/s':>9}{'scor/s':>9}{'tok/s':>8}{'ld0':>6}{'ld1':>6}")
 
 
