@@ -196,7 +196,7 @@ class BeamSearch:
         failed_floors)` sees every scored candidate (for audits and tests).
         """
         cfg = self.config
-        originals = self._score([(c, c.response, None) for c in items])
+        originals = self._score_originals(items)
         original_cands = [Candidate(c.response, 0, None, None, s, objective_key(s, cfg))
                           for c, s in zip(items, originals)]
         survivors: list[list[Candidate]] = [[] for _ in items]
@@ -274,14 +274,14 @@ class BeamSearch:
             fresh.append((req.item, text, temp, top_p))
         return fresh
 
-    def _score(self, pairs: list[tuple[Conversation, str, str | None]]) -> list[Scores]:
-        """Every score of (item, text, original reply or None) triples, perplexities batched
-        (the originals: they set the floors, and the summary reports their perplexity)."""
-        if not pairs:
+    def _score_originals(self, items: Sequence[Conversation]) -> list[Scores]:
+        """Every score of each item's original reply (they set the floors, and the summary
+        reports their perplexity), perplexities batched."""
+        if not items:
             return []
-        ppl = self._perplexities([(conv, text) for conv, text, _ in pairs])
-        return [self.scorers.score(conv.prompt, text, p, original)
-                for (conv, text, original), p in zip(pairs, ppl)]
+        ppl = self._perplexities([(conv, conv.response) for conv in items])
+        return [self.scorers.score(conv.prompt, conv.response, p)
+                for conv, p in zip(items, ppl)]
 
     def _score_candidates(self, items: Sequence[Conversation],
                           fresh: list[tuple[int, str, float, float]],
