@@ -65,6 +65,20 @@ def _loc(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def _problem(error: dict[str, Any]) -> tuple[str | None, str]:
+    """(param, message) of one validation error, in words a client can act on."""
+    loc, msg = tuple(error.get("loc", ())), str(error.get("msg", "invalid"))
+    if error.get("type") == "json_invalid":  # loc is ("body", <character offset>)
+        where = loc[1] if len(loc) > 1 else "?"
+        reason = (error.get("ctx") or {}).get("error", msg)
+        return None, (f"the body is not valid JSON ({reason} at character {where}); send one "
+                      "JSON object with Content-Type: application/json")
+    if "UploadFile" in msg:  # a multipart field without a filename arrives as a plain string
+        return _loc(loc), ("expected a file part with a filename (e.g. curl -F "
+                           "file=@train.jsonl); this part had no filename")
+    return _loc(loc), msg
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -78,12 +92,9 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         # OpenAI answers malformed requests with 400 (not FastAPI's 422); the first problem is
         # the message, with its field as `param`, and every problem is listed after it.
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        param = _loc(tuple(first.get("loc", ())))
-        details = "; ".join(f"{_loc(tuple(e.get('loc', ()))) or 'body'}: {e.get('msg')}"
-                            for e in errors)
-        return _response(APIError(400, f"Invalid request: {details}", param=param,
+        problems = [_problem(e) for e in exc.errors()] or [(None, "invalid request")]
+        details = "; ".join(f"{param or 'body'}: {msg}" for param, msg in problems)
+        return _response(APIError(400, f"Invalid request: {details}", param=problems[0][0],
                                   code="invalid_request"))
 
     @app.exception_handler(StarletteHTTPException)

@@ -28,6 +28,7 @@ from sqlalchemy import func, or_, select, update
 import buckle.errors
 from app.core.config import BASE_LEARNING_RATE, get_settings
 from app.core.db import session_scope
+from app.errors import APIError
 from app.ids import new_id
 from app.models import (
     Adapter,
@@ -38,8 +39,8 @@ from app.models import (
     SafetyEvaluation,
     utcnow,
 )
+from app.services import data_refs, jobs
 from app.services import files as file_service
-from app.services import jobs
 from app.storage import LocalArtifactStore, file_sha256, get_store
 from buckle.errors import BuckleError, DatasetFormatError
 from buckle.pipeline.spec import (
@@ -48,7 +49,6 @@ from buckle.pipeline.spec import (
     JobResult,
     JobSpec,
     ProgressEvent,
-    SafetySpec,
 )
 
 log = logging.getLogger("buckle.worker")
@@ -78,8 +78,15 @@ def validate(job_id: str) -> None:
                 jobs.fail(session, job_id, "file_not_found", f"File {file_id} no longer exists",
                           param, expect=("validating_files",))
                 return
+            store = get_store()
+            if not store.exists(row.storage_key):
+                log.error("job %s: stored file %s is missing", job_id, row.storage_key)
+                jobs.fail(session, job_id, "file_not_found", f"File {file_id}'s stored content "
+                          "is missing on the server; upload it again", param,
+                          expect=("validating_files",))
+                return
             try:
-                data = get_store().path(row.storage_key).read_bytes()
+                data = store.path(row.storage_key).read_bytes()
                 file_service.validate_content(data, row.filename, "fine-tune")
             except Exception as exc:  # noqa: BLE001 - any unreadable file fails the job
                 message = getattr(exc, "message", None) or str(exc)
@@ -93,19 +100,22 @@ def validate(job_id: str) -> None:
 # Training (train queue) ----------------------------------------------------------------------
 
 def job_spec(job: FineTuningJob, store: LocalArtifactStore, session: Any) -> JobSpec:
-    def path_of(file_id: str | None) -> str | None:
+    """The library's JobSpec: the job's ids resolved to its own organization's stored files
+    (an APIError names the field whose reference no longer resolves)."""
+    def path_of(file_id: str | None, param: str) -> str | None:
         if not file_id:
             return None
-        return str(store.path(session.get(File, file_id).storage_key))
+        ref = data_refs.resolve(session, job.org_id, file_id, "training-file", param)
+        return str(store.path(ref.file.storage_key))
 
     hp = job.hyperparameters
     return JobSpec(
-        model=job.model, training_file=path_of(job.training_file),
-        validation_file=path_of(job.validation_file),
+        model=job.model, training_file=path_of(job.training_file, "training_file"),
+        validation_file=path_of(job.validation_file, "validation_file"),
         hyperparameters=Hyperparameters(
             n_epochs=hp["n_epochs"], batch_size=hp["batch_size"],
             learning_rate=hp["learning_rate_multiplier"] * BASE_LEARNING_RATE),
-        safety=SafetySpec(**job.safety), seed=job.seed,
+        safety=data_refs.library_safety(session, job.org_id, job.safety, store), seed=job.seed,
         work_dir=str(store.path(f"jobs/{job.id}/work")),
         checkpoint_every=get_settings().checkpoint_every)
 
@@ -363,6 +373,10 @@ def _run_leased(job_id: str, lease: Lease) -> str:
                        if resumed else "Fine-tuning job started",
                        data={"worker": lease.owner, "attempt": job.attempts})
         session.expunge(job)
+    if isinstance(spec_error, APIError):  # a file it names was deleted, or never was valid
+        _fail(job_id, lease, spec_error.code or "invalid_request", spec_error.message,
+              spec_error.param)
+        return "done"
     if spec_error is not None:
         # Not retried: the same row would fail the same way after every lease expiry.
         log.error("job %s: cannot build its JobSpec: %r", job_id, spec_error)

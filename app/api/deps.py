@@ -17,7 +17,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import new_session
 from app.errors import APIError, not_found
 from app.models import Adapter, FineTuningJob
-from app.services import adapters, jobs, orgs
+from app.services import adapters, jobs, orgs, quotas
 from app.storage import LocalArtifactStore, get_store
 
 
@@ -66,6 +66,10 @@ async def current_org(settings: SettingsDep,
     if org_id is None:
         raise APIError(401, "Incorrect or revoked API key.", type="authentication_error",
                        code="invalid_api_key", headers=_AUTH_HINT)
+    if quotas.rate_limit_is_local():  # in memory: microseconds, inline on the event loop
+        quotas.check_rate(org_id)
+    else:  # a shared store (Redis) is network I/O
+        await run_in_threadpool(quotas.check_rate, org_id)
     return org_id
 
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from buckle.settings import LibrarySettings
@@ -73,6 +73,28 @@ class Settings(BaseSettings):
         5.0, ge=0, description="Seconds a verified API key is cached per API process (0 = "
                                "off); a revoked key stops working within this time.")
     sse_poll_s: float = Field(0.5, gt=0, description="How often the event stream polls.")
+    max_active_jobs: int = Field(
+        16, ge=0, description="Unfinished jobs one organization may have at once; more is a "
+                              "429 (0 = no limit).")
+    active_jobs_retry_after_s: int = Field(
+        60, ge=1, description="Retry-After of the active-jobs 429.")
+    rate_limit: str = Field(
+        "1200/minute", description="Requests per organization (`limits` syntax, e.g. "
+                                   "`20/second`); more is a 429 with Retry-After. Empty = off.")
+    rate_limit_storage_url: str = Field(
+        "memory://", description="Where request counts live: `memory://` (per API process) "
+                                 "or `redis://host:6379/1` (shared by every API process).")
+    metrics_token: str | None = Field(
+        None, description="When set, GET /metrics needs `Authorization: Bearer <token>`.")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        if value:
+            from limits import parse
+
+            parse(value)  # raises ValueError with the offending text
+        return value
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from app.errors import not_found
 from app.models import Adapter, epoch
 from app.schemas import AdapterPublic
+from app.services.public import scrub
 
 
 def get(session: Session, org_id: str, adapter_id: str) -> Adapter:
@@ -25,4 +26,5 @@ def list_(session: Session, org_id: str) -> list[Adapter]:
 def to_public(row: Adapter) -> AdapterPublic:
     return AdapterPublic(id=row.id, created_at=epoch(row.created_at), base_model=row.base_model,
                          policy=row.policy, fine_tuning_job_id=row.job_id, sha256=row.sha256,
-                         bytes=row.bytes, files=row.files_sha256, safety_report=row.safety_report)
+                         bytes=row.bytes, files=row.files_sha256,
+                         safety_report=scrub(row.safety_report))

@@ -5,46 +5,35 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import bad_request, not_found
+from app.errors import not_found
 from app.ids import new_id
-from app.models import Adapter, File, SafetyEvaluation, epoch, utcnow
+from app.models import SafetyEvaluation, epoch, utcnow
 from app.schemas import EvaluationCreate, EvaluationPublic
-from app.services.base_models import base_models
-from buckle.data import list_sources
+from app.services import data_refs
+from app.services.public import scrub
 
 
-def _prompt_set(session: Session, org_id: str, name: str, param: str) -> dict[str, str]:
-    if name in list_sources():
-        return {"name": name}
-    row = session.get(File, name)
-    if row is not None and row.org_id == org_id:
-        return {"file_id": row.id, "storage_key": row.storage_key}
-    raise bad_request(f"Unknown prompt set {name!r}: use one of {', '.join(list_sources())} or "
-                      "the id of a file you uploaded (purpose 'evals')", param=param,
-                      code="unknown_prompt_set")
+def _stored(ref: data_refs.Ref | None) -> dict[str, str] | None:
+    """How the worker finds a prompt set: a built-in name, or the org's file by storage key."""
+    if ref is None:
+        return None
+    if ref.file is None:
+        return {"name": ref.name}
+    return {"file_id": ref.file.id, "storage_key": ref.file.storage_key}
 
 
 def create(session: Session, org_id: str, body: EvaluationCreate) -> SafetyEvaluation:
-    adapter_id = None
-    if body.model in base_models():
-        base = body.model
-    else:
-        adapter = session.get(Adapter, body.model)
-        if adapter is None or adapter.org_id != org_id:
-            raise bad_request(f"Unknown model {body.model!r}: give a base model or one of your "
-                              "adapters (GET /v1/models)", param="model",
-                              code="model_not_found")
-        adapter_id, base = adapter.id, adapter.base_model
+    refs = data_refs.check(session, org_id, body)
+    adapter = refs[("model",)].adapter
     config = {
-        "base_model": base, "prompts": body.prompts, "limit": body.limit,
-        "prompt_set": _prompt_set(session, org_id, body.prompts, "prompts"),
+        "base_model": adapter.base_model if adapter else body.model, "prompts": body.prompts,
+        "limit": body.limit, "prompt_set": _stored(refs[("prompts",)]),
         "benign": body.benign, "benign_limit": body.benign_limit, "judges": body.judges,
-        "benign_set": _prompt_set(session, org_id, body.benign, "benign") if body.benign
-        else None,
+        "benign_set": _stored(refs.get(("benign",))),
     }
     row = SafetyEvaluation(id=new_id("safeval"), org_id=org_id, model=body.model,
-                           adapter_id=adapter_id, config=config, status="queued",
-                           created_at=utcnow())
+                           adapter_id=adapter.id if adapter else None, config=config,
+                           status="queued", created_at=utcnow())
     session.add(row)
     session.commit()
     return row
@@ -69,4 +58,4 @@ def to_public(row: SafetyEvaluation) -> EvaluationPublic:
     return EvaluationPublic(id=row.id, created_at=epoch(row.created_at),
                             finished_at=epoch(row.finished_at), model=row.model,
                             adapter_id=row.adapter_id, status=row.status, config=public_config,
-                            report=row.report, error=row.error)
+                            report=scrub(row.report), error=scrub(row.error))

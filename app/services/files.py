@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 from app.errors import APIError, bad_request, from_buckle, not_found
 from app.ids import new_id
 from app.models import File, FineTuningJob
+from app.schemas.refs import get_path, ref_fields
+from app.schemas.safety import SafetyIn
 from app.storage import LocalArtifactStore
 from buckle.data.validation import parse_conversation_lines, parse_prompt_lines
 from buckle.errors import DatasetFormatError
@@ -84,13 +86,22 @@ def list_(session: Session, org_id: str, *, after: str | None, limit: int,
     return rows[:limit], len(rows) > limit
 
 
+def _jobs_using(session: Session, row: File) -> list[str]:
+    """Unfinished jobs of the file's organization that name it in any data field (few: the
+    active-jobs quota bounds them, so their safety blocks are read here, not indexed)."""
+    jobs = session.execute(select(FineTuningJob.id, FineTuningJob.training_file,
+                                  FineTuningJob.validation_file, FineTuningJob.safety).where(
+        FineTuningJob.org_id == row.org_id, FineTuningJob.status.in_(ACTIVE))).all()
+    refs = list(ref_fields(SafetyIn))
+    return [job_id for job_id, train, valid, safety in jobs
+            if row.id in (train, valid) or any(get_path(safety or {}, path) == row.id
+                                                for path, _ in refs)]
+
+
 def delete(session: Session, store: LocalArtifactStore, row: File) -> None:
-    in_use = session.scalar(select(FineTuningJob.id).where(
-        FineTuningJob.org_id == row.org_id, FineTuningJob.status.in_(ACTIVE),
-        (FineTuningJob.training_file == row.id) | (FineTuningJob.validation_file == row.id)
-    ).limit(1))
+    in_use = _jobs_using(session, row)
     if in_use:
-        raise APIError(409, f"File {row.id} is used by job {in_use}, which has not finished; "
+        raise APIError(409, f"File {row.id} is used by job {in_use[0]}, which has not finished; "
                             "cancel the job or wait for it first.", code="file_in_use",
                        param="file_id")
     key = row.storage_key

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import APIError, bad_request
 from app.ids import new_id
-from app.models import Checkpoint, File, FineTuningJob, JobEvent, epoch, utcnow
+from app.models import Checkpoint, FineTuningJob, JobEvent, epoch, utcnow
 from app.schemas import (
     CheckpointPublic,
     EventPublic,
@@ -29,7 +29,8 @@ from app.schemas import (
     JobCreate,
     JobPublic,
 )
-from app.services.base_models import base_models
+from app.services import data_refs, quotas
+from app.services.public import scrub, scrub_text
 
 ACTIVE = ("validating_files", "queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -53,31 +54,14 @@ def _replay(existing: FineTuningJob, digest: str) -> FineTuningJob:
     return existing
 
 
-def _training_file(session: Session, org_id: str, file_id: str, param: str) -> File:
-    row = session.get(File, file_id)
-    if row is None or row.org_id != org_id:
-        raise bad_request(f"No such file: {file_id!r} (upload it with POST /v1/files first)",
-                          param=param, code="file_not_found")
-    if row.purpose != "fine-tune":
-        raise bad_request(f"File {file_id} has purpose {row.purpose!r}; training and "
-                          "validation files need purpose 'fine-tune'", param=param,
-                          code="invalid_file_purpose")
-    return row
-
-
 def create(session: Session, org_id: str, body: JobCreate,
            idempotency_key: str | None) -> tuple[FineTuningJob, bool]:
     """(job, created). A repeated Idempotency-Key with the same body returns the first job."""
     digest = request_hash(body)
     if idempotency_key and (existing := _by_idempotency_key(session, org_id, idempotency_key)):
         return _replay(existing, digest), False
-    known = base_models()
-    if body.model not in known:
-        raise bad_request(f"Model {body.model!r} is not available for fine-tuning; base models: "
-                          + ", ".join(sorted(known)), param="model", code="model_not_available")
-    _training_file(session, org_id, body.training_file, "training_file")
-    if body.validation_file:
-        _training_file(session, org_id, body.validation_file, "validation_file")
+    data_refs.check(session, org_id, body)  # every file, prompt set and model it names
+    quotas.check_active_jobs(session, org_id)
     job = FineTuningJob(
         id=new_id("ftjob"), org_id=org_id, model=body.model, training_file=body.training_file,
         validation_file=body.validation_file, hyperparameters=body.hyperparameters_in().resolved(),
@@ -130,11 +114,9 @@ def list_(session: Session, org_id: str, *, after: str | None, limit: int,
     q = select(FineTuningJob).where(FineTuningJob.org_id == org_id)
     if after:
         q = q.where(FineTuningJob.id < after)
+    for key, value in metadata.items():  # JSON path operators: SQLite and PostgreSQL alike
+        q = q.where(FineTuningJob.metadata_[key].as_string() == value)
     q = q.order_by(FineTuningJob.id.desc())
-    if metadata:  # filtered in Python: JSON operators differ between SQLite and PostgreSQL
-        rows = [j for j in session.scalars(q)
-                if all((j.metadata_ or {}).get(k) == v for k, v in metadata.items())]
-        return rows[:limit], len(rows) > limit
     rows = list(session.scalars(q.limit(limit + 1)))
     return rows[:limit], len(rows) > limit
 
@@ -228,25 +210,26 @@ def list_checkpoints(session: Session, job_id: str, *, after: str | None,
 def to_public(job: FineTuningJob | Row) -> JobPublic:
     hp = HyperparametersPublic(**job.hyperparameters)
     return JobPublic(
-        id=job.id, created_at=epoch(job.created_at), error=job.error,
+        id=job.id, created_at=epoch(job.created_at), error=scrub(job.error),
         fine_tuned_model=job.fine_tuned_model, finished_at=epoch(job.finished_at),
         hyperparameters=hp, model=job.model, organization_id=job.org_id,
         method={"type": "supervised", "supervised": {"hyperparameters": hp.model_dump()}},
         result_files=[], seed=job.seed, status=job.status, trained_tokens=job.trained_tokens,
         training_file=job.training_file, validation_file=job.validation_file,
-        metadata=job.metadata_, user_provided_suffix=job.suffix, safety=job.safety,
-        safety_scores=job.safety_scores, progress=round(job.progress or 0.0, 1))
+        metadata=job.metadata_, user_provided_suffix=job.suffix, safety=scrub(job.safety),
+        safety_scores=scrub(job.safety_scores), progress=round(job.progress or 0.0, 1))
 
 
 def event_public(event: JobEvent) -> EventPublic:
     return EventPublic(id=event.id, created_at=epoch(event.created_at), level=event.level,
-                       message=event.message, type=event.type, data=event.data)
+                       message=scrub_text(event.message), type=event.type,
+                       data=scrub(event.data))
 
 
 def checkpoint_public(ckpt: Checkpoint) -> CheckpointPublic:
     return CheckpointPublic(id=ckpt.id, created_at=epoch(ckpt.created_at),
                             fine_tuned_model_checkpoint=f"{ckpt.job_id}:ckpt-step-{ckpt.step}",
-                            fine_tuning_job_id=ckpt.job_id, metrics=ckpt.metrics or {},
+                            fine_tuning_job_id=ckpt.job_id, metrics=scrub(ckpt.metrics or {}),
                             step_number=ckpt.step)
 
 

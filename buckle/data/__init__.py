@@ -1,7 +1,13 @@
 """The dataset layer: one record format, validated file parsing, and named sources."""
 
 from buckle.data.records import ROLES, Conversation, Message, PromptItem
-from buckle.data.sources import FILE_SPECS, list_sources, load_conversations, load_prompts
+from buckle.data.sources import (
+    FILE_SPECS,
+    conversation_sources,
+    list_sources,
+    load_conversations,
+    load_prompts,
+)
 from buckle.data.validation import (
     DataFileNotFoundError,
     check_token_lengths,
@@ -20,6 +26,7 @@ __all__ = [
     "Message",
     "PromptItem",
     "check_token_lengths",
+    "conversation_sources",
     "count_chat_tokens",
     "list_sources",
     "load_conversations",

@@ -57,6 +57,55 @@ def _as_lines(data: Data) -> list[bytes]:
     return [line.rstrip(b"\r\n") for line in raw]
 
 
+class _BadJSON(ValueError):
+    """A value `json.loads` accepts (or chokes on) that a dataset must not contain."""
+
+
+def _no_constants(name: str) -> Any:
+    raise _BadJSON(f"{name} is not valid JSON (write a number or a string)")
+
+
+def _check_text(value: Any) -> None:
+    """Unpaired surrogate escapes ("\\ud800") parse but cannot be encoded as UTF-8 later."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _BadJSON("a string holds an unpaired UTF-16 surrogate escape (e.g. "
+                               "\\ud800); fix or drop that character") from None
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
+def loads(text: str) -> Any:
+    """`json.loads` for untrusted files: every way it can fail is a ValueError with a message
+    a user can act on (JSONDecodeError keeps its position). Python's own parser raises
+    RecursionError on deep nesting and ValueError on 4,301+ digit integers; both used to escape
+    as crashes."""
+    try:
+        value = json.loads(text, parse_constant=_no_constants)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise _BadJSON("nested too deeply (over ~1,000 levels of [ or {); a record is a flat "
+                       "object of messages") from None
+    except _BadJSON:
+        raise
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string ..."
+        if "digits" in str(exc):
+            raise _BadJSON("a number has more than 4,300 digits; write it as a string or "
+                           "shorten it") from None
+        raise _BadJSON(f"unreadable value: {exc}") from None
+    _check_text(value)
+    return value
+
+
 def _read_array(data: bytes, strict: bool) -> tuple[list[Record], list[LineIssue]] | None:
     """A whole-file JSON array (Alpaca's usual shape). None: not an array, read it as JSONL."""
     data = data.removeprefix(codecs.BOM_UTF8)
@@ -65,13 +114,17 @@ def _read_array(data: bytes, strict: bool) -> tuple[list[Record], list[LineIssue
     if issues:
         return ([], issues) if strict else None
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = loads(data.decode("utf-8"))
     except json.JSONDecodeError as exc:
         if not strict:
             return None
         return [], [LineIssue(exc.lineno, (
             f"invalid JSON ({exc.msg} at column {exc.colno}); a .json file must hold one JSON "
             "array of records: fix the syntax, or use .jsonl with one record per line"))]
+    except _BadJSON as exc:
+        if not strict:
+            return None
+        return [], [LineIssue(1, f"invalid JSON array: {exc}")]
     if not isinstance(doc, list):
         if not strict:
             return None
@@ -101,9 +154,11 @@ def read_records(data: Data, json_array: bool | None) -> tuple[list[Record], lis
         if not text.strip():
             continue  # blank lines are harmless; numbering still counts them
         try:
-            records.append(Record(number, json.loads(text)))
+            records.append(Record(number, loads(text)))
         except json.JSONDecodeError as exc:
             issues.append(LineIssue(number, (
                 f"invalid JSON ({exc.msg} at column {exc.colno}); each line must be one complete "
                 "JSON object: check quotes, commas and brackets, and that no record spans lines")))
+        except _BadJSON as exc:
+            issues.append(LineIssue(number, f"invalid JSON: {exc}"))
     return records, issues

@@ -168,7 +168,8 @@ def _file_path(spec: str, kind: str, known: list[str]) -> Path:
     raise UnknownNameError(kind, spec, known + list(FILE_SPECS))
 
 
-def _with_conversations() -> list[str]:
+def conversation_sources() -> list[str]:
+    """Built-in names that hold conversations (a curation source), not only prompts."""
     return [name for name, source in _BUILTINS.items() if source.conversations is not None]
 
 
@@ -222,7 +223,7 @@ def read_conversations(
         raise ValueError("max_tokens needs a tokenizer to count tokens with")
     builtin = _BUILTINS.get(spec)
     if builtin is None:
-        path = _file_path(spec, "data source", _with_conversations())
+        path = _file_path(spec, "data source", conversation_sources())
         good, issues = collect_conversations_file(path, tokenizer=tokenizer,
                                                   max_tokens=max_tokens)
         if issues and not skip_invalid:
@@ -234,7 +235,7 @@ def read_conversations(
         return SourceRows(spec, [c for _, c in window], [n for n, _ in window], issues)
     if builtin.conversations is None:
         raise UnknownNameError("conversation source (this one has prompts only)", spec,
-                               _with_conversations() + list(FILE_SPECS))
+                               conversation_sources() + list(FILE_SPECS))
     rows = _window(builtin.conversations(), limit, offset)
     lines = list(range(offset + 1, offset + 1 + len(rows)))
     issues = []

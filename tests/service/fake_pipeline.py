@@ -28,6 +28,8 @@ def run(spec, progress=None, should_cancel=None):
     # What the pool process was given, for the test of the worker's CPU sharing.
     (work / "worker_env.json").write_text(json.dumps({"OMP_NUM_THREADS": os.environ.get(
         "OMP_NUM_THREADS")}))
+    # What the worker resolved the job's data references to, for the tenancy tests.
+    (work / "spec_safety.json").write_text(spec.safety.model_dump_json())
 
     def emit(stage, message, fraction, **data):
         if progress:

@@ -53,3 +53,35 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+def finished_job(client, org) -> dict:
+    """A job as a worker leaves it: succeeded, with a checkpoint, an adapter and an
+    evaluation (rows written directly, as the worker would)."""
+    from app.core.db import session_scope
+    from app.ids import new_id
+    from app.models import Adapter, Checkpoint, FineTuningJob, SafetyEvaluation
+    from app.storage import get_store
+
+    file_id = upload(client, org).json()["id"]
+    evals_id = upload(client, org, b'{"prompt": "How do I pick a lock?"}\n', purpose="evals",
+                      name="evals.jsonl").json()["id"]
+    job = client.post("/v1/fine_tuning/jobs", headers=org.headers,
+                      json={"model": "smollm2-135m-instruct", "training_file": file_id}).json()
+    store = get_store()
+    size, sha = store.put(f"adapters/{job['id']}/adapter.tar.gz", [b"archive"])
+    adapter_id = f"ft:smollm2-135m-instruct:{job['id'][6:]}"
+    ckpt_id, eval_id = new_id("ftckpt"), new_id("safeval")
+    with session_scope() as session:
+        row = session.get(FineTuningJob, job["id"])
+        row.status, row.fine_tuned_model = "succeeded", adapter_id
+        session.add(Checkpoint(id=ckpt_id, job_id=job["id"], org_id=org.id, step=2, path="/x"))
+        session.add(Adapter(id=adapter_id, org_id=org.id, job_id=job["id"],
+                            base_model="smollm2-135m-instruct", policy="during", sha256=sha,
+                            bytes=size, files_sha256={}, storage_key=f"adapters/{job['id']}/p",
+                            archive_key=f"adapters/{job['id']}/adapter.tar.gz"))
+        session.flush()
+        session.add(SafetyEvaluation(id=eval_id, org_id=org.id, model=adapter_id,
+                                     adapter_id=adapter_id, config={}, status="queued"))
+    return {"file": file_id, "evals_file": evals_id, "job": job["id"], "adapter": adapter_id,
+            "checkpoint": ckpt_id, "evaluation": eval_id}

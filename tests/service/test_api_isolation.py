@@ -1,85 +1,190 @@
-"""Every route answers 404 for another organization's ids (and 200 for the owner's)."""
+"""Tenancy: another organization's ids are useless, on every route and in every body field.
+
+Driven from the OpenAPI document, not from a hand-kept list: every operation with a path
+parameter is called with the other organization's id (404 expected), every list with their ids
+as query values (none of theirs may come back), and every `x-buckle-ref` body field with their
+ids, their server paths and host paths (400 naming the field). A new route or field is covered
+without editing this file; a new kind of path parameter fails until it gets an id here.
+"""
 
 from __future__ import annotations
 
-from servicekit import upload
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from servicekit import finished_job, upload
+
+MODEL = "smollm2-135m-instruct"
+_METHODS = ("get", "post", "put", "patch", "delete")
 
 
-def _finished_job(client, org) -> dict:
-    """A job as a worker leaves it: succeeded, with a checkpoint, an adapter and an
-    evaluation (rows written directly, as the worker would)."""
-    from app.core.db import session_scope
-    from app.ids import new_id
-    from app.models import Adapter, Checkpoint, FineTuningJob, SafetyEvaluation
+def _operations(client) -> Iterator[tuple[str, str, dict]]:
+    spec = client.get("/openapi.json").json()
+    for path, item in spec["paths"].items():
+        for method in _METHODS:
+            if method in item:
+                yield method.upper(), path, item[method]
+
+
+def _path_ids(theirs: dict) -> dict[str, str]:
+    return {"file_id": theirs["file"], "job_id": theirs["job"], "adapter_id": theirs["adapter"],
+            "evaluation_id": theirs["evaluation"], "model_id": theirs["adapter"]}
+
+
+def _fill(path: str, ids: dict[str, str]) -> str:
+    names = re.findall(r"{(\w+)(?::\w+)?}", path)
+    missing = [n for n in names if n not in ids]
+    assert not missing, f"{path}: give _path_ids an id for {missing}"
+    return re.sub(r"{(\w+)(?::\w+)?}", lambda m: ids[m.group(1)], path)
+
+
+def _id_routes(client) -> list[tuple[str, str]]:
+    routes = [(m, p) for m, p, _ in _operations(client) if "{" in p]
+    # The owner's DELETE goes last: it removes the resource the other calls need.
+    return sorted(routes, key=lambda r: r[0] == "DELETE")
+
+
+def test_every_route_with_an_id_hides_other_orgs_resources(client, org, other_org):
+    theirs = finished_job(client, other_org)
+    ids = _path_ids(theirs)
+    routes = _id_routes(client)
+    assert len(routes) >= 12, routes  # files, jobs, adapters, models, evaluations
+    tried = 0
+    for method, template in routes:
+        url = _fill(template, ids)
+        for extra in ("", "?stream=true") if template.endswith("/events") else ("",):
+            r = client.request(method, url + extra, headers=org.headers)
+            assert r.status_code == 404, (method, url + extra, r.status_code, r.text)
+            assert r.json()["error"]["message"].startswith("No such"), (url, r.json())
+            tried += 1
+    for method, template in routes:  # the owner reaches every one of them
+        r = client.request(method, _fill(template, ids), headers=other_org.headers)
+        assert r.status_code in (200, 400), (method, template, r.status_code, r.text)
+    assert tried == len(routes) + 1
+
+
+def test_lists_never_return_other_orgs_resources(client, org, other_org):
+    theirs = finished_job(client, other_org)
+    their_ids = set(theirs.values())
+    lists = [(m, p, op) for m, p, op in _operations(client)
+             if m == "GET" and "{" not in p and p.startswith("/v1/")]
+    assert len(lists) >= 5
+    for _, path, op in lists:
+        # every query parameter that could carry an id gets each of their ids
+        names = [p["name"] for p in op.get("parameters", []) if p["in"] == "query"
+                 and p["name"] in ("after", "adapter")]
+        for params in [{}] + [{n: v} for n in names for v in their_ids]:
+            r = client.get(path, headers=org.headers, params=params)
+            assert r.status_code in (200, 400), (path, params, r.text)
+            if r.status_code == 200:
+                seen = {item["id"] for item in r.json()["data"]}
+                assert not seen & their_ids, (path, params, seen & their_ids)
+    models = [m["id"] for m in client.get("/v1/models", headers=other_org.headers).json()["data"]]
+    assert theirs["adapter"] in models  # the owner does see it
+
+
+# Body fields that name data (x-buckle-ref) -------------------------------------------------
+
+def _deref(spec: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _ref_fields(spec: dict, schema: dict, prefix: tuple[str, ...] = ()
+                ) -> Iterator[tuple[tuple[str, ...], str]]:
+    schema = _deref(spec, schema)
+    for name, prop in schema.get("properties", {}).items():
+        if "x-buckle-ref" in prop:
+            yield (*prefix, name), prop["x-buckle-ref"]
+            continue
+        for variant in [prop, *prop.get("anyOf", []), *prop.get("allOf", [])]:
+            inner = _deref(spec, variant)
+            if "properties" in inner:
+                yield from _ref_fields(spec, inner, (*prefix, name))
+                break
+
+
+def _body_ref_fields(client) -> list[tuple[str, tuple[str, ...], str]]:
+    spec = client.get("/openapi.json").json()
+    out = []
+    for method, path, op in _operations(client):
+        content = op.get("requestBody", {}).get("content", {})
+        if "application/json" in content:
+            for field, kind in _ref_fields(spec, content["application/json"]["schema"]):
+                out.append((f"{method} {path}", field, kind))
+    return out
+
+
+def _with(body: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    out = {**body}
+    node = out
+    for key in path[:-1]:
+        node[key] = dict(node.get(key) or {})
+        node = node[key]
+    node[path[-1]] = value
+    return out
+
+
+def test_every_data_field_refuses_other_orgs_ids_and_server_paths(client, org, other_org):
     from app.storage import get_store
 
-    file_id = upload(client, org).json()["id"]
-    job = client.post("/v1/fine_tuning/jobs", headers=org.headers,
-                      json={"model": "smollm2-135m-instruct", "training_file": file_id}).json()
-    store = get_store()
-    size, sha = store.put(f"adapters/{job['id']}/adapter.tar.gz", [b"archive"])
-    adapter_id = f"ft:smollm2-135m-instruct:{job['id'][6:]}"
-    ckpt_id, eval_id = new_id("ftckpt"), new_id("safeval")
+    theirs = finished_job(client, other_org)
+    mine = upload(client, org).json()["id"]
+    minimal = {"POST /v1/fine_tuning/jobs": {"model": MODEL, "training_file": mine},
+               "POST /v1/safety/evaluations": {"model": MODEL}}
+    fields = _body_ref_fields(client)
+    names = {".".join(f) for _, f, _ in fields}
+    assert {"training_file", "validation_file", "safety.curated_file", "safety.eval_prompts",
+            "safety.benign_prompts", "safety.refusal_prompts", "safety.curation.source",
+            "safety.curation.overrides.reviser_model", "prompts", "benign"} <= names, names
+    with_path = {}
+    from app.core.db import session_scope
+    from app.models import File
+
     with session_scope() as session:
-        row = session.get(FineTuningJob, job["id"])
-        row.status, row.fine_tuned_model = "succeeded", adapter_id
-        session.add(Checkpoint(id=ckpt_id, job_id=job["id"], org_id=org.id, step=2, path="/x"))
-        session.add(Adapter(id=adapter_id, org_id=org.id, job_id=job["id"],
-                            base_model="smollm2-135m-instruct", policy="during", sha256=sha,
-                            bytes=size, files_sha256={}, storage_key=f"adapters/{job['id']}/p",
-                            archive_key=f"adapters/{job['id']}/adapter.tar.gz"))
-        session.flush()
-        session.add(SafetyEvaluation(id=eval_id, org_id=org.id, model=adapter_id,
-                                     adapter_id=adapter_id, config={}, status="queued"))
-    return {"file": file_id, "job": job["id"], "adapter": adapter_id, "checkpoint": ckpt_id,
-            "evaluation": eval_id}
+        for key in ("file", "evals_file"):
+            with_path[key] = str(get_store().path(session.get(File, theirs[key]).storage_key))
+    tried = 0
+    for operation, field, kind in fields:
+        assert operation in minimal, f"give the test a minimal valid body for {operation}"
+        their_id = {"prompts": theirs["evals_file"], "base-model": theirs["adapter"],
+                    "model": theirs["adapter"]}.get(kind, theirs["file"])
+        values = [their_id, with_path["file"], with_path["evals_file"], "/etc/passwd",
+                  "alpaca:/etc/passwd", "../../../../etc/passwd", "~/.ssh/id_rsa"]
+        method, url = operation.split(" ", 1)
+        for value in values:
+            r = client.request(method, url, headers=org.headers,
+                               json=_with(minimal[operation], field, value))
+            assert r.status_code == 400, (operation, field, value, r.text)
+            assert r.json()["error"]["param"] == ".".join(field), (field, value, r.json())
+            assert with_path["file"] not in r.text and "passwd:" not in r.text
+            tried += 1
+    assert tried == len(fields) * 7
+    # nothing was created by any of those requests
+    assert client.get("/v1/fine_tuning/jobs", headers=org.headers).json()["data"] == []
+    assert client.get("/v1/safety/evaluations", headers=org.headers).json()["data"] == []
 
 
-def _routes(ids: dict) -> list[tuple[str, str]]:
-    j, a = ids["job"], ids["adapter"]
-    return [
-        ("GET", f"/v1/files/{ids['file']}"),
-        ("GET", f"/v1/files/{ids['file']}/content"),
-        ("GET", f"/v1/fine_tuning/jobs/{j}"),
-        ("GET", f"/v1/fine_tuning/jobs/{j}/events"),
-        ("GET", f"/v1/fine_tuning/jobs/{j}/events?stream=true"),
-        ("GET", f"/v1/fine_tuning/jobs/{j}/checkpoints"),
-        ("GET", f"/v1/adapters/{a}"),
-        ("GET", f"/v1/adapters/{a}/content"),
-        ("GET", f"/v1/adapters/{a}/evaluations"),
-        ("GET", f"/v1/models/{a}"),
-        ("GET", f"/v1/safety/evaluations/{ids['evaluation']}"),
-        ("POST", f"/v1/fine_tuning/jobs/{j}/cancel"),  # succeeded: owner gets 400, not 404
-        ("DELETE", f"/v1/files/{ids['file']}"),  # last: the owner's call deletes it
-    ]
-
-
-def test_every_route_hides_other_orgs_resources(client, org, other_org):
-    theirs = _finished_job(client, other_org)
-    for method, url in _routes(theirs):
-        r = client.request(method, url, headers=org.headers)
-        assert r.status_code == 404, (method, url, r.status_code)
-        assert r.json()["error"]["message"].startswith("No such"), (url, r.json())
-    for method, url in _routes(theirs):
-        r = client.request(method, url, headers=other_org.headers)
-        assert r.status_code in (200, 400), (method, url, r.status_code, r.text)
-
-
-def test_lists_show_only_own_resources(client, org, other_org):
-    theirs = _finished_job(client, other_org)
-    for url in ("/v1/files", "/v1/fine_tuning/jobs", "/v1/adapters", "/v1/safety/evaluations"):
-        assert client.get(url, headers=org.headers).json()["data"] == [], url
-    models = [m["id"] for m in client.get("/v1/models", headers=org.headers).json()["data"]]
-    assert theirs["adapter"] not in models
-    own = [m["id"] for m in client.get("/v1/models", headers=other_org.headers).json()["data"]]
-    assert theirs["adapter"] in own
-
-
-def test_other_orgs_files_and_adapters_cannot_be_used(client, org, other_org):
-    theirs = _finished_job(client, other_org)
+def test_own_files_are_accepted_in_every_data_field(client, org):
+    train = upload(client, org).json()["id"]
+    prompts = upload(client, org, b'{"prompt": "How do I stay safe online?"}\n',
+                     purpose="evals", name="p.jsonl").json()["id"]
+    safety = {"curated_file": train, "eval_prompts": prompts, "benign_prompts": prompts,
+              "refusal_prompts": prompts,
+              "curation": {"source": train, "overrides": {"reviser_model": MODEL}}}
     r = client.post("/v1/fine_tuning/jobs", headers=org.headers,
-                    json={"model": "smollm2-135m-instruct", "training_file": theirs["file"]})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "training_file"
+                    json={"model": MODEL, "training_file": train, "validation_file": train,
+                          "safety": safety})
+    assert r.status_code == 200, r.text
+    assert r.json()["safety"]["eval_prompts"] == prompts  # ids stay ids: no path goes out
     r = client.post("/v1/safety/evaluations", headers=org.headers,
-                    json={"model": theirs["adapter"]})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+                    json={"model": MODEL, "prompts": prompts, "benign": prompts})
+    assert r.status_code == 200, r.text
+    # the wrong purpose is named
+    r = client.post("/v1/fine_tuning/jobs", headers=org.headers,
+                    json={"model": MODEL, "training_file": train,
+                          "safety": {"eval_prompts": train}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "safety.eval_prompts"
+    assert r.json()["error"]["code"] == "invalid_file_purpose"

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from app.api.deps import CurrentOrg, SessionDep, SettingsDep, StoreDep
+from app.api.responses import AUTHENTICATED, error_responses
+from app.errors import bad_request, not_found
 from app.models import File, epoch
 from app.schemas import FileDeleted, FileListPublic, FilePublic
 from app.services import files
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=AUTHENTICATED)
+log = logging.getLogger("buckle.api")
 
 
 def to_public(row: File) -> FilePublic:
     return FilePublic(id=row.id, bytes=row.bytes, created_at=epoch(row.created_at),
                       filename=row.filename, purpose=row.purpose, records=row.records,
                       sha256=row.sha256)
+
+
+async def single_parts(request: Request) -> None:
+    """Exactly one `file` part and one `purpose` field: a second one used to win silently."""
+    form = await request.form()  # parsed once by FastAPI already; this reads its cache
+    for name in ("file", "purpose"):
+        if len(form.getlist(name)) > 1:
+            raise bad_request(f"The upload has {len(form.getlist(name))} `{name}` parts; send "
+                              "exactly one file and one purpose per request", param=name,
+                              code="duplicate_form_field")
 
 
 def owned_file(session: SessionDep, org_id: CurrentOrg,
@@ -30,11 +44,12 @@ OwnedFile = Annotated[File, Depends(owned_file)]
 
 
 @router.post("", response_model=FilePublic, summary="Upload a JSONL file",
-             responses={400: {"description": "Bad purpose, or invalid lines (each listed with "
-                                             "its line number); nothing was stored"},
-                        413: {"description": "Larger than BUCKLE_MAX_UPLOAD_BYTES"}})
+             responses={**error_responses(400, description="Bad purpose, duplicate parts, or "
+                                                          "invalid lines (each listed with its "
+                                                          "line number); nothing was stored"),
+                        **error_responses(413)})
 def upload_file(session: SessionDep, org_id: CurrentOrg, store: StoreDep, settings: SettingsDep,
-                file: UploadFile,
+                _: Annotated[None, Depends(single_parts)], file: UploadFile,
                 purpose: Annotated[str, Form(description="`fine-tune` (chat/Alpaca JSONL) or "
                                                          "`evals` (prompt set)")]) -> FilePublic:
     data = files.read_limited(file.file, settings.max_upload_bytes)
@@ -53,19 +68,24 @@ def list_files(session: SessionDep, org_id: CurrentOrg,
                           last_id=data[-1].id if data else None)
 
 
-@router.get("/{file_id}", response_model=FilePublic)
+@router.get("/{file_id}", response_model=FilePublic, responses=error_responses(404))
 def retrieve_file(row: OwnedFile) -> FilePublic:
     return to_public(row)
 
 
 @router.get("/{file_id}/content", response_class=FileResponse,
-            responses={200: {"content": {"application/jsonl": {}}}})
+            responses={200: {"content": {"application/jsonl": {}}},
+                       **error_responses(404)})
 def file_content(row: OwnedFile, store: StoreDep) -> FileResponse:
+    if not store.exists(row.storage_key):
+        log.error("file %s: stored content %s is missing", row.id, row.storage_key)
+        raise not_found("file content", row.id)
     return FileResponse(store.path(row.storage_key), media_type="application/jsonl",
                         filename=row.filename, headers={"X-Buckle-Sha256": row.sha256})
 
 
-@router.delete("/{file_id}", response_model=FileDeleted)
+@router.delete("/{file_id}", response_model=FileDeleted,
+               responses=error_responses(404, 409))
 def delete_file(row: OwnedFile, session: SessionDep, store: StoreDep) -> FileDeleted:
     file_id = row.id
     files.delete(session, store, row)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from app.api.deps import SettingsDep
+from app.api.responses import error_responses
 from app.core.db import new_session
+from app.errors import APIError
 from app.metrics import render_metrics
 
 router = APIRouter(tags=["health"])
@@ -39,7 +46,14 @@ def _check_broker() -> str | None:
     return None
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description="`ok` or the error of each dependency.")
+
+
+@router.get("/readyz", response_model=Readiness,
+            responses={503: {"model": Readiness,
+                             "description": "The database or the broker is unreachable"}})
 def readyz() -> JSONResponse:
     checks = {"database": _check_database(), "broker": _check_broker()}
     ok = all(v is None for v in checks.values())
@@ -48,7 +62,19 @@ def readyz() -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=Response)
-def metrics() -> Response:
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}},
+                       **error_responses(401, description="BUCKLE_METRICS_TOKEN is set and the "
+                                                          "request did not send it")})
+def metrics(settings: SettingsDep,
+            authorization: Annotated[str | None, Header()] = None) -> Response:
+    # The figures are aggregates with no organization label; an operator who does not want
+    # them public sets BUCKLE_METRICS_TOKEN (Prometheus: `authorization: {credentials: ...}`).
+    token = settings.metrics_token
+    if token and not hmac.compare_digest((authorization or "").encode(),
+                                         f"Bearer {token}".encode()):
+        raise APIError(401, "GET /metrics needs `Authorization: Bearer <BUCKLE_METRICS_TOKEN>`.",
+                       type="authentication_error", code="invalid_metrics_token",
+                       headers={"WWW-Authenticate": "Bearer"})
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)

@@ -12,18 +12,21 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse
 
 from app.api.deps import CurrentOrg, JobId, OwnedJob, SessionDep, SettingsDep
+from app.api.responses import AUTHENTICATED, error_responses
 from app.core.db import new_session, read_connection
-from app.errors import APIError, not_found
+from app.errors import APIError, bad_request, not_found
 from app.models import FineTuningJob
 from app.schemas import CheckpointListPublic, EventListPublic, JobCreate, JobListPublic, JobPublic
 from app.services import jobs, queue
 
-router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=AUTHENTICATED)
 log = logging.getLogger("buckle.api")
 
 
 @router.post("", response_model=JobPublic, summary="Create a fine-tuning job",
-             responses={409: {"description": "Idempotency-Key reused with another request"}})
+             responses={**error_responses(409, description="Idempotency-Key reused with "
+                                                          "another request"),
+                        **error_responses(503)})
 def create_job(body: JobCreate, session: SessionDep, org_id: CurrentOrg, response: Response,
                idempotency_key: Annotated[str | None, Header(
                    max_length=255, description="Retries with the same key and body return the "
@@ -50,11 +53,14 @@ def list_jobs(request: Request, session: SessionDep, org_id: CurrentOrg,
     # OpenAI's `metadata[key]=value` filter
     metadata = {k[9:-1]: v for k, v in request.query_params.items()
                 if k.startswith("metadata[") and k.endswith("]")}
+    if len(metadata) > 16 or any(len(k) > 64 or len(v) > 512 for k, v in metadata.items()):
+        raise bad_request("metadata filters: at most 16 `metadata[key]=value` pairs, keys ≤ 64 "
+                          "and values ≤ 512 characters (as jobs store them)", param="metadata")
     rows, more = jobs.list_(session, org_id, after=after, limit=limit, metadata=metadata)
     return JobListPublic(data=[jobs.to_public(j) for j in rows], has_more=more)
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
 async def retrieve_job(org_id: CurrentOrg, job_id: JobId) -> Response:
     # The hot path (clients poll it): one primary-key read as a Core row, inline on the event
     # loop (it never waits on locks; a threadpool hop costs more than the query), and the
@@ -66,7 +72,7 @@ async def retrieve_job(org_id: CurrentOrg, job_id: JobId) -> Response:
     return Response(jobs.to_public(row).model_dump_json(), media_type="application/json")
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic)
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404))
 def cancel_job(job: OwnedJob, session: SessionDep) -> JobPublic:
     return jobs.to_public(jobs.cancel(session, job))
 
@@ -76,7 +82,8 @@ def cancel_job(job: OwnedJob, session: SessionDep) -> JobPublic:
                              "description": "JSON page, or with `stream=true` (or Accept: "
                                             "text/event-stream) a live SSE stream of the events "
                                             "oldest first, ending with `data: [DONE]` once the "
-                                            "job has finished."}})
+                                            "job has finished."},
+                       **error_responses(404)})
 def list_events(request: Request, job: OwnedJob, session: SessionDep, settings: SettingsDep,
                 after: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
                 stream: bool = False,
@@ -110,7 +117,8 @@ async def _event_stream(job_id: str, seq: int, poll_s: float) -> AsyncIterator[d
             await anyio.sleep(poll_s)
 
 
-@router.get("/{job_id}/checkpoints", response_model=CheckpointListPublic)
+@router.get("/{job_id}/checkpoints", response_model=CheckpointListPublic,
+            responses=error_responses(404))
 def list_checkpoints(job: OwnedJob, session: SessionDep, after: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=100)] = 10) -> CheckpointListPublic:
     rows, more = jobs.list_checkpoints(session, job.id, after=after, limit=limit)

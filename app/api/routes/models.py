@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import CurrentOrg, SessionDep
+from app.api.responses import AUTHENTICATED, error_responses
 from app.errors import not_found
 from app.models import epoch
 from app.schemas import ModelListPublic, ModelPublic
 from app.services import adapters
 from app.services.base_models import base_models
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTHENTICATED)
 _EPOCH_BASE = 1_730_000_000  # presets have no creation date; a fixed one keeps answers stable
 
 
@@ -28,7 +29,7 @@ def list_models(session: SessionDep, org_id: CurrentOrg) -> ModelListPublic:
     return ModelListPublic(data=_all(session, org_id))
 
 
-@router.get("/{model_id:path}", response_model=ModelPublic)
+@router.get("/{model_id:path}", response_model=ModelPublic, responses=error_responses(404))
 def retrieve_model(model_id: str, session: SessionDep, org_id: CurrentOrg) -> ModelPublic:
     for model in _all(session, org_id):
         if model.id == model_id:

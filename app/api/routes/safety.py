@@ -7,15 +7,17 @@ import logging
 from fastapi import APIRouter
 
 from app.api.deps import CurrentOrg, SessionDep
+from app.api.responses import AUTHENTICATED, error_responses
 from app.errors import APIError
 from app.schemas import EvaluationCreate, EvaluationListPublic, EvaluationPublic
 from app.services import evaluations, queue
 
-router = APIRouter(prefix="/v1/safety/evaluations", tags=["safety"])
+router = APIRouter(prefix="/v1/safety/evaluations", tags=["safety"],
+                   responses=AUTHENTICATED)
 log = logging.getLogger("buckle.api")
 
 
-@router.post("", response_model=EvaluationPublic)
+@router.post("", response_model=EvaluationPublic, responses=error_responses(503))
 def create_evaluation(body: EvaluationCreate, session: SessionDep,
                       org_id: CurrentOrg) -> EvaluationPublic:
     row = evaluations.create(session, org_id, body)
@@ -38,7 +40,8 @@ def list_evaluations(session: SessionDep, org_id: CurrentOrg,
     return EvaluationListPublic(data=[evaluations.to_public(r) for r in rows])
 
 
-@router.get("/{evaluation_id}", response_model=EvaluationPublic)
+@router.get("/{evaluation_id}", response_model=EvaluationPublic,
+            responses=error_responses(404))
 def retrieve_evaluation(evaluation_id: str, session: SessionDep,
                         org_id: CurrentOrg) -> EvaluationPublic:
     return evaluations.to_public(evaluations.get(session, org_id, evaluation_id))

@@ -1,8 +1,5 @@
-"""API schemas: one family per resource (`…Create` in, `…Public` / `…ListPublic` out).
-
-Field names and shapes follow the OpenAI fine-tuning API so the official SDK works unchanged;
-Buckle's additions (`safety`, `safety_scores`, `progress`) are extra fields it ignores.
-"""
+"""Fine-tuning jobs: the create body (OpenAI's fields + Buckle's `safety`), the job, its events
+and checkpoints."""
 
 from __future__ import annotations
 
@@ -11,7 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.config import BASE_LEARNING_RATE
-from buckle.pipeline.spec import SafetySpec
+from app.schemas.common import JobError, ListPublic
+from app.schemas.refs import ref_field
+from app.schemas.safety import SafetyIn
 
 SAFETY_EXAMPLE = {
     "policy": "during",
@@ -19,47 +18,8 @@ SAFETY_EXAMPLE = {
     "curation": {"source": "chatterbot", "limit": 64, "preset": "quick"},
     "max_asr": None,
 }
+STRICT = ConfigDict(strict=True, extra="forbid")
 
-
-class ListPublic(BaseModel):
-    object: Literal["list"] = "list"
-    has_more: bool = False
-
-
-# Files ---------------------------------------------------------------------------------------
-
-class FilePublic(BaseModel):
-    id: str
-    object: Literal["file"] = "file"
-    bytes: int
-    created_at: int
-    filename: str
-    purpose: str
-    status: Literal["processed"] = "processed"
-    status_details: str | None = None
-    records: int = Field(description="Valid records (conversations or prompts) in the file.")
-    sha256: str
-
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "file-0193a1b2c3d4e5f6a7b8", "object": "file", "bytes": 2048,
-        "created_at": 1732790000, "filename": "train.jsonl", "purpose": "fine-tune",
-        "status": "processed", "status_details": None, "records": 12,
-        "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}]})
-
-
-class FileListPublic(ListPublic):
-    data: list[FilePublic]
-    first_id: str | None = None
-    last_id: str | None = None
-
-
-class FileDeleted(BaseModel):
-    id: str
-    object: Literal["file"] = "file"
-    deleted: bool = True
-
-
-# Fine-tuning jobs ----------------------------------------------------------------------------
 
 Auto = Literal["auto"]
 
@@ -67,7 +27,7 @@ Auto = Literal["auto"]
 class HyperparametersIn(BaseModel):
     """`auto` (or absent) means Buckle's default: 3 epochs, batch 8, multiplier 1.0."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     n_epochs: int | Auto = Field("auto", description="Passes over the training file (1-50).")
     batch_size: int | Auto = Field("auto", description="Examples per optimizer step (1-256).")
@@ -106,42 +66,50 @@ class HyperparametersIn(BaseModel):
 
 
 class SupervisedMethod(BaseModel):
+    model_config = STRICT
+
     hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
 
 
 class MethodIn(BaseModel):
     """OpenAI's newer way to pass hyperparameters; only `supervised` exists in Buckle."""
 
+    model_config = STRICT
+
     type: Literal["supervised"] = "supervised"
     supervised: SupervisedMethod | None = None
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
         "model": "smollm2-135m-instruct", "training_file": "file-0193a1b2c3d4e5f6a7b8",
         "hyperparameters": {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 1.0},
         "suffix": "support-bot", "seed": 7, "metadata": {"team": "support"},
         "safety": SAFETY_EXAMPLE}]})
 
-    model: str = Field(description="A base model from GET /v1/models (owned_by buckle).")
-    training_file: str
-    validation_file: str | None = None
+    model: str = ref_field("base-model", description="The model to fine-tune.")
+    training_file: str = ref_field("training-file", description="Chat JSONL to train on.")
+    validation_file: str | None = ref_field("training-file", None,
+                                            description="Held-out chat JSONL.")
     hyperparameters: HyperparametersIn | None = None
     method: MethodIn | None = None
     suffix: str | None = Field(None, min_length=1, max_length=64,
                                pattern=r"^[A-Za-z0-9_.\-]+$")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     metadata: dict[str, str] | None = None
-    integrations: list[dict[str, Any]] | None = None  # accepted for SDK compatibility; unused
-    safety: SafetySpec = Field(
-        default_factory=SafetySpec,
+    # accepted for SDK compatibility; unused
+    integrations: list[dict[str, Any]] | None = Field(None, max_length=16)
+    safety: SafetyIn = Field(
+        default_factory=SafetyIn,
         description="Buckle extension (SDK: `extra_body={'safety': {...}}`). `policy`: none "
                     "(plain fine-tune), pre (immunize on curated data first), during (mix "
                     "curated data into the customer's, default), post (restore afterwards), "
                     "auto (`during`, then `post` rounds until ASR ≤ base + `max_asr`). "
                     "`curated_ratio` (0.25): curated share of the `during` mix. `curation`: "
                     "which corpus (source chatterbot, limit 64, preset quick); corpora are "
-                    "built once per (model, source, config) and reused.",
+                    "built once per (model, source, config) and reused. Data fields take "
+                    "built-in names or your own file ids, never paths; every number has an "
+                    "upper bound (docs/service.md).",
         examples=[SAFETY_EXAMPLE])
 
     @field_validator("metadata")
@@ -156,12 +124,6 @@ class JobCreate(BaseModel):
         if self.method is not None and self.method.supervised is not None:
             return self.method.supervised.hyperparameters
         return self.hyperparameters or HyperparametersIn()
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
-    param: str | None = None
 
 
 class HyperparametersPublic(BaseModel):
@@ -232,66 +194,3 @@ class CheckpointListPublic(ListPublic):
     last_id: str | None = None
 
 
-# Adapters and models -------------------------------------------------------------------------
-
-class AdapterPublic(BaseModel):
-    id: str
-    object: Literal["adapter"] = "adapter"
-    created_at: int
-    base_model: str
-    policy: str
-    fine_tuning_job_id: str
-    sha256: str = Field(description="sha256 of the archive served by /content.")
-    bytes: int
-    files: dict[str, str] = Field(description="sha256 of each PEFT file in the archive.")
-    safety_report: dict[str, Any] | None = None
-
-
-class AdapterListPublic(ListPublic):
-    data: list[AdapterPublic]
-
-
-class ModelPublic(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str
-
-
-class ModelListPublic(ListPublic):
-    data: list[ModelPublic]
-
-
-# Safety evaluations --------------------------------------------------------------------------
-
-class EvaluationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "model": "ft:smollm2-135m-instruct:support-bot:0193a1b2c3d4",
-        "prompts": "advbench", "limit": 20, "benign": "chatterbot", "benign_limit": 20}]})
-
-    model: str = Field(description="A base model or one of your adapters (fine_tuned_model).")
-    prompts: str = Field("advbench", description="A named prompt set (advbench, harmful-qa, "
-                                                 "chatterbot) or a file id uploaded with "
-                                                 "purpose `evals`.")
-    limit: int = Field(20, ge=1, le=1000)
-    benign: str | None = Field("chatterbot", description="Prompt set for over-refusal, or null.")
-    benign_limit: int = Field(20, ge=1, le=1000)
-    judges: list[Literal["refusal", "harm"]] = Field(default_factory=lambda: ["refusal", "harm"],
-                                                     min_length=1)
-
-
-class EvaluationPublic(BaseModel):
-    id: str
-    object: Literal["safety.evaluation"] = "safety.evaluation"
-    created_at: int
-    finished_at: int | None = None
-    model: str
-    adapter_id: str | None = None
-    status: Literal["queued", "running", "succeeded", "failed"]
-    config: dict[str, Any]
-    report: dict[str, Any] | None = None
-    error: JobError | None = None
-
-
-class EvaluationListPublic(ListPublic):
-    data: list[EvaluationPublic]

@@ -1,0 +1,108 @@
+"""The `safety` block of a job as the API accepts it: names and ids only, every knob bounded.
+
+`buckle.pipeline.spec.SafetySpec` is the library's contract and takes local paths (a researcher
+on their own machine). Over HTTP a path would let one organization read another's files, so this
+mirror accepts only built-in names and the caller's own file ids (`x-buckle-ref` fields, resolved
+by `app.services.data_refs`), types are strict (`"3"` is not 3), and every number has an upper
+bound so no request can ask a worker for unbounded work. A test keeps the field names equal to
+`SafetySpec`'s, so API and library cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+
+from app.schemas.refs import ref_field
+from buckle.curation.config import CurationConfig
+from buckle.pipeline.spec import PolicyName
+
+# Upper bounds of what a customer can ask for (documented in docs/service.md).
+MAX_CURATION_ITEMS = 2000  # TamperBench's CTRL corpus size
+MAX_OFFSET = 100_000
+MAX_EVAL_PROMPTS = 1000
+MAX_ROUNDS, MAX_BEAM, MAX_GRID_VALUES, MAX_NEW_TOKENS = 10, 8, 8, 1024
+# items x rounds x beam x |grid|: the paper's setup on 2,000 items is 750,000 samples.
+MAX_CURATION_SAMPLES = 1_000_000
+
+Temperature = Annotated[float, Field(gt=0, le=2)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class CurationOverrides(BaseModel):
+    """The CTRL knobs a customer may change (an allow-list; `buckle.curation.CurationConfig`)."""
+
+    model_config = STRICT
+
+    rounds: int | None = Field(None, ge=1, le=MAX_ROUNDS)
+    beam: int | None = Field(None, ge=1, le=MAX_BEAM)
+    temperatures: list[Temperature] | None = Field(None, min_length=1, max_length=MAX_GRID_VALUES)
+    top_ps: list[TopP] | None = Field(None, min_length=1, max_length=MAX_GRID_VALUES)
+    max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS)
+    objective: Literal["maximize", "minimize"] | None = None
+    quality_floor: float | None = Field(None, ge=0, le=1)
+    min_retention: float | None = Field(None, ge=0, le=1)
+    safety_weight: float | None = Field(None, ge=0, le=10)
+    revision_prompt: str | None = Field(None, min_length=1, max_length=4000)
+    drop_prompt_echoes: bool | None = None
+    reviser_model: str | None = ref_field("base-model", None,
+                                          description="Model that writes the revisions.")
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler):
+        # Unset knobs are left out, so the stored job and the library config see only what
+        # the customer chose (the preset fills in the rest).
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    def given(self) -> dict[str, object]:
+        return self.model_dump()
+
+
+class CurationIn(BaseModel):
+    model_config = STRICT
+
+    source: str = ref_field("conversations", "chatterbot",
+                            description="Texts to revise into the safety corpus.")
+    limit: int = Field(64, ge=1, le=MAX_CURATION_ITEMS)
+    offset: int = Field(200, ge=0, le=MAX_OFFSET)
+    preset: Literal["quick", "paper"] = "quick"
+    overrides: CurationOverrides = Field(default_factory=CurationOverrides)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> CurationIn:
+        # Build the library config now: an inconsistent override (a template without {query})
+        # is a 400 here, not a failed job later.
+        config = CurationConfig.preset(self.preset, **self.overrides.given())
+        samples = self.limit * config.rounds * config.beam * len(config.grid)
+        if samples > MAX_CURATION_SAMPLES:
+            raise ValueError(
+                f"this curation asks for {samples:,} samples (limit × rounds × beam × "
+                f"temperatures × top_ps); the most one job may ask for is "
+                f"{MAX_CURATION_SAMPLES:,}: lower limit, rounds, beam or the grid")
+        return self
+
+
+class SafetyIn(BaseModel):
+    """Where and how curated safety data is applied (see `SafetySpec` for the semantics)."""
+
+    model_config = STRICT
+
+    policy: PolicyName = "during"
+    curated_ratio: float = Field(0.25, gt=0, lt=1)
+    curation: CurationIn = Field(default_factory=CurationIn)
+    max_asr: float | None = Field(None, ge=0, le=1)
+    auto_max_rounds: int = Field(3, ge=1, le=20)
+    curated_file: str | None = ref_field(
+        "training-file", None, description="Use this chat file as the safety corpus instead of "
+                                           "curating one.")
+    refusal_prompts: str = ref_field("prompts", "advbench",
+                                     description="`refusal-mix`: harmful prompts to refuse.")
+    refusal_offset: int = Field(400, ge=0, le=MAX_OFFSET)
+    eval_prompts: str = ref_field("prompts", "advbench",
+                                  description="Harmful prompts of the safety report.")
+    eval_limit: int = Field(20, ge=1, le=MAX_EVAL_PROMPTS)
+    benign_prompts: str | None = ref_field("prompts", "chatterbot",
+                                           description="Benign prompts for over-refusal.")
+    benign_limit: int = Field(20, ge=1, le=MAX_EVAL_PROMPTS)
