@@ -7,6 +7,7 @@ place where exceptions become HTTP responses, so a status code is decided once p
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,8 +61,16 @@ _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "inval
                429: "rate_limit_error"}
 
 
+# Members of a union that pydantic adds to an error's location (`n_epochs.int`,
+# `n_epochs.literal['auto']`, `x.function-after[...]`, a model's class name); field names here
+# are snake_case, so none of them can be mistaken for a field.
+_UNION_TAG = re.compile(r"^(int|float|str|bool|none|literal\[.*\]|[a-z]+(-[a-z]+)+(\[.*\])?"
+                        r"|(list|dict|set|tuple)\[.*\]|[A-Z][A-Za-z0-9]*)$")
+
+
 def _loc(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in loc[1:] if not (isinstance(p, str) and _UNION_TAG.match(p))] \
+        if loc and loc[0] in ("body", "query", "path", "header") else [str(p) for p in loc]
     return ".".join(parts) or None
 
 

@@ -1,15 +1,13 @@
-"""The FastAPI application: routers, the one error shape, metrics, the upload size guard."""
+"""The FastAPI application: routers, the one error shape, metrics, the input guards."""
 
 from __future__ import annotations
-
-import json
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app import errors
+from app.api.guards import InputGuard, UploadSizeGuard
 from app.api.routes import adapters, files, health, jobs, models, safety
-from app.core.config import get_settings
 from app.metrics import MetricsMiddleware
 
 DESCRIPTION = """
@@ -21,31 +19,6 @@ ships with a measured safety report. The API follows OpenAI's fine-tuning API, s
 Authenticate with `Authorization: Bearer <api key>` (keys: `buckle admin create-key`).
 Errors always have the shape `{"error": {"message", "type", "param", "code"}}`.
 """
-
-
-class UploadSizeGuard:
-    """Refuses an oversize upload from its Content-Length, before the body is read."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/files":
-            limit = get_settings().max_upload_bytes
-            length = dict(scope["headers"]).get(b"content-length")
-            # multipart framing adds a little; the exact file size is checked again after
-            if length is not None and int(length) > limit + 64 * 1024:
-                body = json.dumps(errors.error_body(
-                    f"File is larger than the limit of {limit} bytes; split it or ask the "
-                    "operator to raise BUCKLE_MAX_UPLOAD_BYTES.", "invalid_request_error",
-                    "file_too_large", "file")).encode()
-                await send({"type": "http.response.start", "status": 413,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode()),
-                                        (b"connection", b"close")]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
 
 
 def _openapi_without_422(app: FastAPI):
@@ -72,6 +45,7 @@ def create_app() -> FastAPI:
     for module in (files, jobs, adapters, models, safety, health):
         app.include_router(module.router)
     app.add_middleware(UploadSizeGuard)
+    app.add_middleware(InputGuard)
     app.add_middleware(MetricsMiddleware)
     return app
 

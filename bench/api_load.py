@@ -139,9 +139,13 @@ def main() -> None:
     try:
         env = dict(os.environ, BUCKLE_DATA_DIR=str(data_dir),
                    BUCKLE_DATABASE_URL=pg.create_database("buckle"),
-                   BUCKLE_BROKER_URL=redis.url(0), BUCKLE_ENVIRONMENT="production")
+                   BUCKLE_BROKER_URL=redis.url(0), BUCKLE_ENVIRONMENT="production",
+                   # one organization sends everything: the per-org rate limit (a 429 path,
+                   # tested in tests/service/test_api_quotas.py) would cap what is measured
+                   BUCKLE_RATE_LIMIT="")
         os.environ.update({k: env[k] for k in ("BUCKLE_DATA_DIR", "BUCKLE_DATABASE_URL",
-                                               "BUCKLE_BROKER_URL", "BUCKLE_ENVIRONMENT")})
+                                               "BUCKLE_BROKER_URL", "BUCKLE_ENVIRONMENT",
+                                               "BUCKLE_RATE_LIMIT")})
         from app.migrate import upgrade
 
         upgrade()

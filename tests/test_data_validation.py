@@ -161,3 +161,20 @@ def test_builtin_source_length_check_names_the_item(default_tokenizer):
 def test_max_tokens_without_a_tokenizer_is_a_usage_error():
     with pytest.raises(ValueError, match="tokenizer"):
         parse_conversation_lines(GOOD.encode(), "x.jsonl", max_tokens=10)
+
+
+@pytest.mark.parametrize(("bad", "needle"), [
+    (b"[" * 1200, "nested too deeply"),
+    (b'{"messages": ' + b"9" * 4301 + b"}", "4,300 digits"),
+    (b'{"messages": NaN}', "NaN is not valid JSON"),
+    (b'{"messages": [{"role": "user", "content": "\\udfff"}]}', "surrogate"),
+])
+def test_parser_failures_are_line_issues_not_crashes(tmp_path: Path, bad: bytes, needle: str):
+    """json.loads raises RecursionError / ValueError on these; they must stay line errors."""
+    good = _chat(("user", "hi"), ("assistant", "hello")).encode()
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(good + b"\n" + bad + b"\n" + good + b"\n")
+    with pytest.raises(DatasetFormatError) as caught:
+        load_conversations_jsonl(path)
+    assert [i.line for i in caught.value.issues] == [2]
+    assert needle in caught.value.issues[0].reason

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from app.schemas.refs import ref_field
 from buckle.curation.config import CurationConfig
@@ -74,7 +81,11 @@ class CurationIn(BaseModel):
     def _bounded(self) -> CurationIn:
         # Build the library config now: an inconsistent override (a template without {query})
         # is a 400 here, not a failed job later.
-        config = CurationConfig.preset(self.preset, **self.overrides.given())
+        try:
+            config = CurationConfig.preset(self.preset, **self.overrides.given())
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"overrides.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                       for e in exc.errors())) from None
         samples = self.limit * config.rounds * config.beam * len(config.grid)
         if samples > MAX_CURATION_SAMPLES:
             raise ValueError(

@@ -50,7 +50,9 @@ def upload(session: Session, store: LocalArtifactStore, org_id: str, filename: s
         raise bad_request(f"Invalid purpose {purpose!r}; use one of: "
                           + ", ".join(f"{p} ({d})" for p, d in PURPOSES.items()),
                           param="purpose", code="invalid_purpose")
-    filename = (filename or "upload.jsonl").replace("/", "_")[-255:]
+    # a display name only: no directories, no control characters (PostgreSQL refuses NUL)
+    filename = "".join(c for c in filename if c.isprintable()).replace("/", "_")[-255:] \
+        or "upload.jsonl"
     records = validate_content(data, filename, purpose)
     file_id = new_id("file")
     key = f"files/{org_id}/{file_id}.jsonl"

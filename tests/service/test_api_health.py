@@ -27,3 +27,18 @@ def test_metrics_expose_requests_and_jobs(client, org):
     text = client.get("/metrics").text
     assert 'buckle_http_requests_total{method="GET",route="/v1/files",status="200"}' in text
     assert "buckle_jobs" in text
+
+
+def test_metrics_are_tenant_free_and_can_require_a_token(client, org, monkeypatch):
+    from app.core.config import get_settings
+
+    client.get("/v1/files", headers=org.headers)
+    text = client.get("/metrics").text
+    assert org.id not in text and "org-" not in text  # aggregates only, no tenant labels
+    monkeypatch.setenv("BUCKLE_METRICS_TOKEN", "s3cret")
+    get_settings.cache_clear()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, org.headers):
+        r = client.get("/metrics", headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_metrics_token"
+    r = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 200 and "buckle_jobs" in r.text

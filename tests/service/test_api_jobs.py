@@ -88,6 +88,44 @@ def test_same_idempotency_key_in_another_org_is_independent(client, org, other_o
     ({"safety": {"curated_ratio": 1.5}}, "safety.curated_ratio", "less than 1"),
     ({"training_file": "file-doesnotexist"}, "training_file", "No such file"),
     ({"suffix": "bad suffix!"}, "suffix", "pattern"),
+    # strict types: no coercion of strings or booleans
+    ({"hyperparameters": {"n_epochs": "3"}}, "hyperparameters.n_epochs", "valid integer"),
+    ({"hyperparameters": {"n_epochs": True}}, "hyperparameters.n_epochs", "valid integer"),
+    ({"seed": "7"}, "seed", "valid integer"),
+    ({"safety": {"curated_ratio": "0.5"}}, "safety.curated_ratio", "valid number"),
+    # every knob bounded
+    ({"safety": {"curation": {"limit": 10**9}}}, "safety.curation.limit", "2000"),
+    ({"safety": {"curation": {"offset": 10**9}}}, "safety.curation.offset", "100000"),
+    ({"safety": {"eval_limit": 10**9}}, "safety.eval_limit", "1000"),
+    ({"safety": {"benign_limit": 10**9}}, "safety.benign_limit", "1000"),
+    ({"safety": {"refusal_offset": 10**9}}, "safety.refusal_offset", "100000"),
+    ({"safety": {"curation": {"overrides": {"rounds": 10**6}}}},
+     "safety.curation.overrides.rounds", "10"),
+    ({"safety": {"curation": {"overrides": {"beam": 10**6}}}},
+     "safety.curation.overrides.beam", "8"),
+    ({"safety": {"curation": {"overrides": {"rounds": 1e6}}}},
+     "safety.curation.overrides.rounds", "valid integer"),
+    ({"safety": {"curation": {"overrides": {"temperatures": [0.5] * 50}}}},
+     "safety.curation.overrides.temperatures", "at most 8"),
+    ({"safety": {"curation": {"overrides": {"max_new_tokens": 10**6}}}},
+     "safety.curation.overrides.max_new_tokens", "1024"),
+    ({"safety": {"curation": {"overrides": {"seed": 1}}}},
+     "safety.curation.overrides.seed", "xtra"),
+    ({"safety": {"curation": {"overrides": {"revision_prompt": "no placeholders"}}}},
+     "safety.curation", "{query}"),
+    ({"safety": {"curation": {"limit": 2000, "preset": "paper",
+                              "overrides": {"rounds": 10, "beam": 8}}}},
+     "safety.curation", "samples"),
+    # data references: names and own ids only
+    ({"safety": {"eval_prompts": "no-such-set"}}, "safety.eval_prompts", "built-in"),
+    ({"safety": {"curation": {"source": "advbench"}}}, "safety.curation.source", "harmful-qa"),
+    ({"safety": {"curation": {"source": "alpaca:/etc/passwd"}}}, "safety.curation.source",
+     "pattern"),
+    ({"safety": {"curation": {"overrides": {"reviser_model": "/root/models/x"}}}},
+     "safety.curation.overrides.reviser_model", "pattern"),
+    ({"safety": {"curation": {"overrides": {"reviser_model": "gpt-99"}}}},
+     "safety.curation.overrides.reviser_model", "not available"),
+    ({"integrations": [{}] * 17}, "integrations", "at most 16"),
 ])
 def test_bad_requests_give_400_and_create_nothing(client, org, training_file, body, param,
                                                    needle):
@@ -190,3 +228,18 @@ def test_models_lists_base_models(client, org):
     assert MODEL in ids and "qwen2.5-coder-0.5b-instruct" in ids
     r = client.get(f"/v1/models/{MODEL}", headers=org.headers)
     assert r.json()["owned_by"] == "buckle"
+
+
+def test_malformed_json_names_no_field(client, org):
+    r = client.post("/v1/fine_tuning/jobs", headers={**org.headers,
+                                                     "Content-Type": "application/json"},
+                    content=b"{not json")
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] is None and "not valid JSON" in err["message"], err
+
+
+def test_metadata_filters_are_bounded(client, org):
+    params = {f"metadata[k{i}]": "v" for i in range(17)}
+    r = client.get("/v1/fine_tuning/jobs", headers=org.headers, params=params)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "metadata"

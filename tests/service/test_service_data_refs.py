@@ -31,7 +31,7 @@ def _finished(api: httpx.Client, job_id: str):
 
 def test_worker_resolves_ids_to_own_files_and_answers_carry_no_paths(fresh_stack):
     from app.core.db import session_scope
-    from app.models import File, FineTuningJob
+    from app.models import File
     from app.storage import get_store
 
     fresh_stack.start_api()
