@@ -82,6 +82,8 @@ class File(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     records: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(500))
+    # training-data screening summary (buckle.evaluation.screening), written by a light worker
+    screening: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
@@ -108,6 +110,7 @@ class FineTuningJob(Base):
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger)
     fine_tuned_model: Mapped[str | None] = mapped_column(String(300))
     safety_scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    screening: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # of its training file
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # times a worker (re)started it

@@ -52,6 +52,9 @@ class DatasetFormatError(BuckleError):
 
     source: str
     issues: list[LineIssue] = field(default_factory=list)
+    hint: str = ('Each line must be one JSON object: {"messages": [{"role": "user", "content": '
+                 '...}, {"role": "assistant", "content": ...}]} or Alpaca {"instruction", '
+                 '"input", "output"}.')
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
@@ -61,9 +64,7 @@ class DatasetFormatError(BuckleError):
         more = f"\n  ... and {len(self.issues) - 50} more" if len(self.issues) > 50 else ""
         return (
             f"{self.source}: {len(self.issues)} invalid line(s); nothing was accepted.\n"
-            f"{shown}{more}\n"
-            'Each line must be one JSON object: {"messages": [{"role": "user", "content": ...}, '
-            '{"role": "assistant", "content": ...}]} or Alpaca {"instruction", "input", "output"}.'
+            f"{shown}{more}\n{self.hint}"
         )
 
 

@@ -50,6 +50,7 @@ from buckle.pipeline.spec import (
     JobSpec,
     ProgressEvent,
 )
+from workers import screening
 
 log = logging.getLogger("buckle.worker")
 # Anything the pipeline raises when should_cancel() turned true (curation may raise the base).
@@ -93,6 +94,9 @@ def validate(job_id: str) -> None:
                 jobs.fail(session, job_id, "invalid_training_file", message, param,
                           expect=("validating_files",))
                 return
+    if not screening.apply_to_job(job_id):
+        return  # refused by the screening policy (recorded as the job's error)
+    with session_scope() as session:
         if jobs.transition(session, job_id, ("validating_files",), status="queued"):
             jobs.add_event(session, job_id, "Files validated; job queued for a training worker")
 

@@ -9,7 +9,7 @@ import sys
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from app.core.config import get_settings
-from workers import job_runner
+from workers import job_runner, screening
 from workers.celery_app import celery_app
 
 log = logging.getLogger("buckle.worker")
@@ -20,6 +20,12 @@ _settings = get_settings()
                  soft_time_limit=_settings.light_time_limit_s - 5)
 def validate_job(job_id: str) -> None:
     job_runner.validate(job_id)
+
+
+@celery_app.task(name="buckle.screen_file", time_limit=_settings.light_time_limit_s,
+                 soft_time_limit=_settings.light_time_limit_s - 5)
+def screen_file(file_id: str) -> None:
+    screening.screen_file(file_id)
 
 
 @celery_app.task(name="buckle.run_job", bind=True, max_retries=None,

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     rate_limit_storage_url: str = Field(
         "memory://", description="Where request counts live: `memory://` (per API process) "
                                  "or `redis://host:6379/1` (shared by every API process).")
+    screening_action: Literal["warn", "refuse", "harden"] = Field(
+        "warn", description="What a training file over the screening threshold does to its "
+                            "job: `warn` (event only), `refuse` (400 / failed job), `harden` "
+                            "(an `auto` job gets a higher curated dose).")
+    screening_threshold: float = Field(
+        0.05, ge=0, le=1, description="Share of flagged rows above which the action applies.")
+    screening_judge: str = Field("harm", description="Judge that screens training files.")
     metrics_token: str | None = Field(
         None, description="When set, GET /metrics needs `Authorization: Bearer <token>`.")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,9 @@ class FilePublic(BaseModel):
     status_details: str | None = None
     records: int = Field(description="Valid records (conversations or prompts) in the file.")
     sha256: str
+    screening: dict[str, Any] | None = Field(
+        None, description="Training files only: harm-judge screening, `{status: pending | done "
+                          "| failed, rows, flagged, share, first_lines, judge}`.")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "file-0193a1b2c3d4e5f6a7b8", "object": "file", "bytes": 2048,

@@ -158,6 +158,8 @@ class JobPublic(BaseModel):
     safety_scores: dict[str, Any] | None = Field(
         None, description="Measured safety of the base model and the released adapter.")
     progress: float = Field(0.0, description="Percent complete (0-100).")
+    screening: dict[str, Any] | None = Field(
+        None, description="The training file's harm-judge screening, recorded at validation.")
 
 
 class JobListPublic(ListPublic):

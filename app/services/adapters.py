@@ -27,4 +27,11 @@ def to_public(row: Adapter) -> AdapterPublic:
     return AdapterPublic(id=row.id, created_at=epoch(row.created_at), base_model=row.base_model,
                          policy=row.policy, fine_tuning_job_id=row.job_id, sha256=row.sha256,
                          bytes=row.bytes, files=row.files_sha256,
-                         safety_report=scrub(row.safety_report))
+                         safety_report=_report(row))
+
+
+def _report(row: Adapter) -> dict | None:
+    report = scrub(row.safety_report)
+    if report is not None and "adapter" in report:  # a server path in the file; say the id
+        report["adapter"] = row.id
+    return report

@@ -58,4 +58,11 @@ def to_public(row: SafetyEvaluation) -> EvaluationPublic:
     return EvaluationPublic(id=row.id, created_at=epoch(row.created_at),
                             finished_at=epoch(row.finished_at), model=row.model,
                             adapter_id=row.adapter_id, status=row.status, config=public_config,
-                            report=scrub(row.report), error=scrub(row.error))
+                            report=_report(row), error=scrub(row.error))
+
+
+def _report(row: SafetyEvaluation) -> dict | None:
+    report = scrub(row.report)
+    if report is not None:  # the report names the adapter by its server path; say its id
+        report["adapter"] = row.adapter_id
+    return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import BinaryIO
 
 from sqlalchemy import select
@@ -12,10 +13,12 @@ from app.ids import new_id
 from app.models import File, FineTuningJob
 from app.schemas.refs import get_path, ref_fields
 from app.schemas.safety import SafetyIn
+from app.services import queue
 from app.storage import LocalArtifactStore
 from buckle.data.validation import parse_conversation_lines, parse_prompt_lines
 from buckle.errors import DatasetFormatError
 
+log = logging.getLogger("buckle.api")
 PURPOSES = {"fine-tune": "chat or Alpaca training records",
             "evals": "a prompt set for POST /v1/safety/evaluations"}
 ACTIVE = ("validating_files", "queued", "running")
@@ -59,13 +62,19 @@ def upload(session: Session, store: LocalArtifactStore, org_id: str, filename: s
     size, sha = store.put(key, [data])
     try:
         row = File(id=file_id, org_id=org_id, filename=filename, purpose=purpose, bytes=size,
-                   sha256=sha, records=records, storage_key=key)
+                   sha256=sha, records=records, storage_key=key,
+                   screening={"status": "pending"} if purpose == "fine-tune" else None)
         session.add(row)
         session.commit()
     except BaseException:
         session.rollback()
         store.delete(key)  # nothing stays behind a failed upload
         raise
+    if purpose == "fine-tune":
+        try:
+            queue.submit_screening(row.id)  # light queue; a job's validation screens it if lost
+        except Exception:
+            log.exception("could not enqueue screening of %s", row.id)
     return row
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.config import get_settings
 from app.errors import APIError, bad_request
 from app.ids import new_id
 from app.models import Checkpoint, FineTuningJob, JobEvent, epoch, utcnow
@@ -29,7 +30,7 @@ from app.schemas import (
     JobCreate,
     JobPublic,
 )
-from app.services import data_refs, quotas
+from app.services import data_refs, quotas, screening
 from app.services.public import scrub, scrub_text
 
 ACTIVE = ("validating_files", "queued", "running")
@@ -60,7 +61,8 @@ def create(session: Session, org_id: str, body: JobCreate,
     digest = request_hash(body)
     if idempotency_key and (existing := _by_idempotency_key(session, org_id, idempotency_key)):
         return _replay(existing, digest), False
-    data_refs.check(session, org_id, body)  # every file, prompt set and model it names
+    refs = data_refs.check(session, org_id, body)  # every file, prompt set and model it names
+    screening.refuse_at_creation(refs[("training_file",)].file.screening, get_settings())
     quotas.check_active_jobs(session, org_id)
     job = FineTuningJob(
         id=new_id("ftjob"), org_id=org_id, model=body.model, training_file=body.training_file,
@@ -217,7 +219,7 @@ def to_public(job: FineTuningJob | Row) -> JobPublic:
         result_files=[], seed=job.seed, status=job.status, trained_tokens=job.trained_tokens,
         training_file=job.training_file, validation_file=job.validation_file,
         metadata=job.metadata_, user_provided_suffix=job.suffix, safety=scrub(job.safety),
-        safety_scores=scrub(job.safety_scores), progress=round(job.progress or 0.0, 1))
+        safety_scores=scrub(job.safety_scores), screening=job.screening, progress=round(job.progress or 0.0, 1))
 
 
 def event_public(event: JobEvent) -> EventPublic:

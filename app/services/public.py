@@ -3,7 +3,8 @@
 Workers record what the library reports (checkpoint and corpus paths, report locations, error
 texts that name files); those values are useful in logs but are a server's private layout.
 Every response that carries worker-written data passes through `scrub`: a value that is a
-filesystem path is dropped, and a path inside a message is replaced by `<server path>`.
+filesystem path becomes null (keys stay, so documented shapes such as the safety report's do
+not change), and a path inside a message is replaced by `<server path>`.
 """
 
 from __future__ import annotations
@@ -48,12 +49,11 @@ def scrub_text(text: str) -> str:
 
 
 def scrub(value: Any) -> Any:
-    """`value` without server paths (dicts lose path-valued keys; strings are masked)."""
+    """`value` without server paths (path values become None; paths in text are masked)."""
     if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items()
-                if not (isinstance(v, str) and _PATH_VALUE.match(v))}
+        return {k: scrub(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [scrub(v) for v in value if not (isinstance(v, str) and _PATH_VALUE.match(v))]
+        return [scrub(v) for v in value]
     if isinstance(value, str):
-        return scrub_text(value)
+        return None if _PATH_VALUE.match(value) else scrub_text(value)
     return value

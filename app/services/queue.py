@@ -18,6 +18,13 @@ def submit_job(job_id: str) -> None:
                     app=celery_app)).apply_async()
 
 
+def submit_screening(file_id: str) -> None:
+    """Screen an uploaded training file with the harm judge (light, `default` queue)."""
+    from workers.celery_app import sender
+
+    sender().send_task("buckle.screen_file", args=(file_id,), queue="default")
+
+
 def submit_evaluation(evaluation_id: str) -> None:
     from workers.celery_app import sender
 

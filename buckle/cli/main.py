@@ -1,4 +1,4 @@
-"""`buckle` console script: models, data checks and safety evaluation."""
+"""`buckle` console script: models, data checks, safety evaluation and judging."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from buckle.cli.curate import curate_cmd
+from buckle.cli.judge import judge_cmd
 from buckle.cli.train import run_cmd, train_cmd
 from buckle.errors import BuckleError
 
@@ -144,6 +145,7 @@ def eval_cmd(
 app.command("curate")(curate_cmd)
 app.command("train")(train_cmd)
 app.command("run")(run_cmd)
+app.command("judge")(judge_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry

