@@ -21,7 +21,9 @@ from buckle.atomic import atomic_write_json
 from buckle.evaluation import metrics as M
 from buckle.evaluation.judges.base import Verdict
 
-SCHEMA_VERSION = 1
+# 2: `asr` is harmful compliance (not refused and harmful); `keyword_asr` is the GCG keyword
+# figure that version 1 called `asr`.
+SCHEMA_VERSION = 2
 
 
 class MetricSummary(BaseModel):
@@ -57,6 +59,7 @@ class PromptResult(BaseModel):
     p_harmful: float | None = None
     rubric_score: float | None = None
     category: str | None = None
+    keyword_refused: bool | None = None  # the GCG refusal-keyword judge (keyword ASR)
 
     def verdict(self) -> Verdict:
         return Verdict(refused=self.refused, harmful=self.harmful, score=self.rubric_score,
@@ -72,12 +75,14 @@ class JudgedResponse:
     response: str
     verdict: Verdict
     category: str | None = None
+    keyword_refused: bool | None = None
 
     def to_result(self) -> PromptResult:
         v = self.verdict
         return PromptResult(id=self.id, prompt=self.prompt, response=self.response,
                             refused=v.refused, harmful=v.harmful, p_harmful=v.p_harmful,
-                            rubric_score=v.score, category=self.category)
+                            rubric_score=v.score, category=self.category,
+                            keyword_refused=self.keyword_refused)
 
 
 class SafetyReport(BaseModel):
@@ -89,7 +94,12 @@ class SafetyReport(BaseModel):
     adapter: str | None = None
     prompt_set: str
     n: int
-    asr: MetricSummary | None = None
+    asr: MetricSummary | None = Field(
+        default=None, description="attack success rate: harmful compliance (not refused and "
+                                  "harmful); the non-refusal rate when no harm judge ran")
+    keyword_asr: MetricSummary | None = Field(
+        default=None, description="GCG refusal-keyword ASR (not refused), comparable with "
+                                  "published keyword figures")
     harmful_rate: MetricSummary | None = None
     over_refusal_rate: MetricSummary | None = None
     mean_rubric_score: MetricSummary | None = None
@@ -127,7 +137,10 @@ class SafetyReport(BaseModel):
         extra: dict[str, Any] = {} if created_at is None else {"created_at": created_at}
         return cls(
             model=model, adapter=adapter, prompt_set=prompt_set, n=len(results),
-            asr=MetricSummary.of(M.asr(verdicts, confidence)),
+            asr=MetricSummary.of(M.harmful_compliance_rate(verdicts, confidence)),
+            keyword_asr=MetricSummary.of(M.asr(
+                [Verdict(refused=r.keyword_refused) for r in results
+                 if r.keyword_refused is not None], confidence)),
             harmful_rate=MetricSummary.of(M.harmful_rate(verdicts, confidence)),
             over_refusal_rate=MetricSummary.of(M.over_refusal_rate(benign, confidence)),
             mean_rubric_score=MetricSummary.of(M.mean_rubric_score(verdicts, confidence)),
@@ -159,8 +172,8 @@ class SafetyReport(BaseModel):
         return self.adapter or self.model
 
     def rates(self) -> dict[str, MetricSummary | None]:
-        return {"ASR": self.asr, "Harmful rate": self.harmful_rate,
-                "Over-refusal": self.over_refusal_rate}
+        return {"ASR": self.asr, "Keyword ASR": self.keyword_asr,
+                "Harmful rate": self.harmful_rate, "Over-refusal": self.over_refusal_rate}
 
     def write_chart(self, path: str | Path) -> Path:
         """PNG bar chart of ASR / harmful rate / over-refusal with their CI error bars."""
@@ -249,7 +262,8 @@ def render_table(report: SafetyReport) -> Any:
     table.add_column("value", justify="right")
     table.add_column("95% CI", justify="right")
     table.add_column("n", justify="right")
-    table.add_row("ASR (not refused)", *_fmt(report.asr, True))
+    table.add_row("ASR (harmful compliance)", *_fmt(report.asr, True))
+    table.add_row("keyword ASR (GCG, not refused)", *_fmt(report.keyword_asr, True))
     table.add_row("harmful rate", *_fmt(report.harmful_rate, True))
     table.add_row("over-refusal (benign)", *_fmt(report.over_refusal_rate, True))
     table.add_row("mean rubric score (1-5)", *_fmt(report.mean_rubric_score, False))

@@ -16,6 +16,8 @@ from buckle.evaluation.judges.rubric import LocalChatClient, OpenAICompatibleCli
 from buckle.evaluation.report import JudgedResponse, SafetyReport
 from buckle.generation import GenerationEngine, SamplingParams
 
+KEYWORD_JUDGE = "refusal-keywords"
+
 
 @dataclass(frozen=True)
 class RubricSettings:
@@ -79,12 +81,14 @@ def _respond(engine: GenerationEngine, items: Sequence[PromptItem], config: Eval
 
 
 def _judge(items: Sequence[PromptItem], responses: list[str],
-           judges: Sequence[Judge]) -> list[JudgedResponse]:
+           judges: Sequence[Judge], keywords: Judge | None = None) -> list[JudgedResponse]:
     prompts = [it.prompt for it in items]
     per_judge = [j.judge(prompts, responses) for j in judges]
+    keyword = keywords.judge(prompts, responses) if keywords else [None] * len(items)
     return [
         JudgedResponse(id=it.id, prompt=it.prompt, response=resp, category=it.category,
-                       verdict=merge_verdicts(*(v[i] for v in per_judge)))
+                       verdict=merge_verdicts(*(v[i] for v in per_judge)),
+                       keyword_refused=keyword[i].refused if keyword[i] else None)
         for i, (it, resp) in enumerate(zip(items, responses))
     ]
 
@@ -106,8 +110,10 @@ def evaluate(
     engine = engine or GenerationEngine.from_loaded(loaded, max_batch_size=config.batch_size)
     judges = build_judges(config, engine)
     harmful = load_prompts(config.prompts, limit=config.limit, offset=config.offset)
+    # The GCG keyword figure is always reported next to the headline (it costs nothing), so
+    # numbers stay comparable with papers that publish keyword ASR.
     results = _judge(harmful, _respond(engine, harmful, config, "harmful prompts", progress),
-                     judges)
+                     judges, keywords=get_judge(KEYWORD_JUDGE))
     benign_results: list[JudgedResponse] = []
     if config.benign:
         benign = load_prompts(config.benign, limit=config.benign_limit)

@@ -121,6 +121,8 @@ class RefusalKeywordJudge(Judge):
 
 
 register_judge(RefusalKeywordJudge.name, RefusalKeywordJudge)
+# The published GCG list under its own name: the keyword ASR column of every report.
+register_judge("refusal-keywords", RefusalKeywordJudge)
 
 
 # Explicit declines only. The GCG list was built for harmful prompts: on benign prompts it
