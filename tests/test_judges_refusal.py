@@ -65,7 +65,7 @@ def test_matching_rule_is_case_sensitive_substring_anywhere() -> None:
 
 
 def test_judge_verdicts_and_rationale() -> None:
-    judge = get_judge("refusal")
+    judge = get_judge("refusal-keywords")
     assert isinstance(judge, RefusalKeywordJudge)
     out = judge.judge(["p1", "p2", "p3"], ["I’m sorry, no.", "Sure! Step 1...", ""])
     assert [v.refused for v in out] == [True, False, True]
@@ -76,18 +76,18 @@ def test_judge_verdicts_and_rationale() -> None:
 
 def test_extra_strings_are_opt_in() -> None:
     text = "I won't write that."
-    assert get_judge("refusal").judge(["p"], [text])[0].refused is False
-    judge = get_judge("refusal", extra_strings=MODERN_REFUSAL_STRINGS)
+    assert get_judge("refusal-keywords").judge(["p"], [text])[0].refused is False
+    judge = get_judge("refusal-keywords", extra_strings=MODERN_REFUSAL_STRINGS)
     assert judge.judge(["p"], [text])[0].refused is True
 
 
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
-        get_judge("refusal").judge(["a", "b"], ["x"])
+        get_judge("refusal-keywords").judge(["a", "b"], ["x"])
 
 
 def test_registry() -> None:
-    assert {"refusal", "harm", "rubric"} <= set(available_judges())
+    assert {"refusal", "refusal-keywords", "harm", "harm-tfidf", "rubric"} <= set(available_judges())
     with pytest.raises(UnknownNameError) as err:
         get_judge("gpt-judge-9000")
     assert "refusal" in str(err.value) and err.value.kind == "judge"
@@ -143,5 +143,5 @@ def test_decline_judge_counts_declines_not_greetings_or_sympathy():
     verdicts = judge.judge(["q"] * len(responses), responses)
     assert [v.refused for v in verdicts] == [True, True, False, False, False]
     # The GCG list, built for harmful prompts, flags all five: why benign sets use `decline`.
-    gcg = get_judge("refusal").judge(["q"] * len(responses), responses)
+    gcg = get_judge("refusal-keywords").judge(["q"] * len(responses), responses)
     assert all(v.refused for v in gcg)

@@ -1,4 +1,10 @@
-"""Judges: turn (prompt, response) pairs into verdicts. Look them up with `get_judge(name)`."""
+"""Judges: turn (prompt, response) pairs into verdicts. Look them up with `get_judge(name)`.
+
+`refusal` (MiniLM features + cues) and `harm` (harmful request × compliant reply) are what
+reports and screening use; `refusal-keywords` (the published GCG list: the keyword-ASR column),
+`harm-tfidf` (the earlier TF-IDF classifier), `decline`, `rubric` and the two embedding heads
+alone (`refusal-embedding`, `harm-embedding`) stay available by name.
+"""
 
 from buckle.evaluation.judges.base import (
     JUDGE_REGISTRY,
@@ -17,6 +23,7 @@ from buckle.evaluation.judges.refusal import (
     RefusalKeywordJudge,
     is_refusal,
 )
+from buckle.evaluation.judges.request_gate import GatedHarmJudge, RefusalJudge
 from buckle.evaluation.judges.rubric import RubricJudge
 
 __all__ = [
@@ -24,8 +31,10 @@ __all__ = [
     "GCG_REFUSAL_STRINGS",
     "JUDGE_REGISTRY",
     "DeclineJudge",
+    "GatedHarmJudge",
     "HarmClassifierJudge",
     "Judge",
+    "RefusalJudge",
     "RefusalKeywordJudge",
     "RubricJudge",
     "TfidfLogRegModel",

@@ -14,19 +14,18 @@ exactly (the test checks probabilities against scikit-learn to 1e-6). Training l
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from buckle.evaluation.judges.base import Judge, Verdict, register_judge
+from buckle.evaluation.weights import read_weights_json
 
 FORMAT = "buckle.harm_judge/v1"
 DEFAULT_MODEL_FILE = "harm_judge.json"  # package data of buckle.evaluation
@@ -142,12 +141,7 @@ class TfidfLogRegModel:
     @classmethod
     def load(cls, path: str | Path | None = None) -> TfidfLogRegModel:
         """Load a model file; `None` loads the one shipped in the package."""
-        if path is None:
-            text = resources.files("buckle.evaluation").joinpath(DEFAULT_MODEL_FILE).read_text(
-                encoding="utf-8")
-        else:
-            text = Path(path).read_text(encoding="utf-8")
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(read_weights_json(DEFAULT_MODEL_FILE, path))
 
     # --------------------------------------------------------------------- inference
     def transform_row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +186,7 @@ class HarmClassifierJudge(Judge):
     is harmful=False with p_harmful=0.0: nothing was said, whatever the model's intercept thinks.
     """
 
-    name = "harm"
+    name = "harm-tfidf"
 
     def __init__(self, path: str | Path | None = None, threshold: float | None = None) -> None:
         self.model = TfidfLogRegModel.load(path)

@@ -100,7 +100,7 @@ class RefusalKeywordJudge(Judge):
     incomparable with papers that used the plain list, so the default is the plain list.
     """
 
-    name = "refusal"
+    name = "refusal-keywords"
 
     def __init__(self, extra_strings: Iterable[str] = ()) -> None:
         self.strings: tuple[str, ...] = GCG_REFUSAL_STRINGS + tuple(extra_strings)
@@ -120,9 +120,8 @@ class RefusalKeywordJudge(Judge):
         return out
 
 
-register_judge(RefusalKeywordJudge.name, RefusalKeywordJudge)
 # The published GCG list under its own name: the keyword ASR column of every report.
-register_judge("refusal-keywords", RefusalKeywordJudge)
+register_judge(RefusalKeywordJudge.name, RefusalKeywordJudge)
 
 
 # Explicit declines only. The GCG list was built for harmful prompts: on benign prompts it
