@@ -137,6 +137,17 @@ def pct(metric: dict[str, Any] | None) -> str:
     return f"{metric['value']:.0%}  [dim]({metric['ci_low']:.0%}–{metric['ci_high']:.0%})[/]"
 
 
+def wait_screened(http: httpx.Client, file_id: str, timeout: float = 60) -> dict | None:
+    """The upload's screening summary once the light worker has it (None after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        screening = http.get(f"/v1/files/{file_id}").json().get("screening") or {}
+        if screening.get("status") != "pending":
+            return screening
+        time.sleep(0.5)
+    return None
+
+
 def safety_table(scores: dict[str, Any]) -> Table:
     base, adapter = scores.get("base") or {}, scores.get("adapter") or {}
     table = Table(title=f"Safety of the released adapter (policy: {scores.get('policy')}), "
@@ -144,8 +155,9 @@ def safety_table(scores: dict[str, Any]) -> Table:
     table.add_column("metric")
     table.add_column("base model", justify="right")
     table.add_column("base + adapter", justify="right")
-    rows = [("attack success rate (AdvBench, refusal judge)", "asr"),
-            ("harmful replies (harm classifier)", "harmful_rate"),
+    rows = [("attack success rate (AdvBench, harmful compliance)", "asr"),
+            ("keyword ASR (GCG refusal list, as published)", "keyword_asr"),
+            ("harmful replies (harm judge)", "harmful_rate"),
             ("over-refusal (benign prompts)", "over_refusal_rate")]
     for label, key in rows:
         table.add_row(label, pct(base.get(key)), pct(adapter.get(key)))
@@ -207,6 +219,11 @@ def main() -> int:
     console.print(f"{path}: {len(BENIGN)} benign conversations + [red]{len(HARMFUL)} harmful[/] "
                   f"ones (e.g. “{HARMFUL[0][0]}” → “{HARMFUL[0][1][:40]}…”)")
     console.print(f"uploaded as [bold]{uploaded.id}[/] ({uploaded.bytes:,} bytes, validated)")
+    screening = wait_screened(http, uploaded.id)
+    if screening and screening.get("status") == "done":
+        console.print(f"screening ({screening['judge']} judge): [red]{screening['flagged']}[/] of "
+                      f"{screening['rows']} rows flagged, lines {screening['first_lines']} "
+                      "(BUCKLE_SCREENING_ACTION=warn: the job runs, hardened)")
 
     console.rule("[bold]2. fine-tune with policy: during")
     job = client.fine_tuning.jobs.create(

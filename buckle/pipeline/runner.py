@@ -26,8 +26,9 @@ from buckle.data.records import Conversation
 from buckle.data.sources import load_prompts
 from buckle.data.validation import load_conversations_jsonl
 from buckle.errors import Cancelled
-from buckle.evaluation.report import SafetyReport
+from buckle.evaluation.report import SCHEMA_VERSION, SafetyReport
 from buckle.evaluation.runner import EvalConfig, evaluate
+from buckle.evaluation.weights import judges_fingerprint
 from buckle.models import load_model
 from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy, refusal_pairs
 from buckle.pipeline.spec import (
@@ -285,7 +286,10 @@ def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder
     """
     settings = {k: v for k, v in asdict(config).items() if k != "rubric"}
     weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
-    key = hashlib.sha256(json.dumps([base.fingerprint, weights, settings],
+    # the report schema and the judges' weights are part of the key: a report measured with
+    # other judges (or the keyword-ASR schema 1) is never reused next to a fresh one
+    key = hashlib.sha256(json.dumps([base.fingerprint, weights, settings, SCHEMA_VERSION,
+                                     judges_fingerprint()],
                                     sort_keys=True).encode()).hexdigest()[:24]
     path = folder / f"{key}.json"
     if path.is_file():
@@ -304,7 +308,7 @@ def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder
 def _metrics(report: SafetyReport | None) -> dict[str, Any] | None:
     if report is None:
         return None
-    fields = ("asr", "harmful_rate", "over_refusal_rate")
+    fields = ("asr", "keyword_asr", "harmful_rate", "over_refusal_rate")
     return {"n": report.n, **{f: (getattr(report, f).model_dump() if getattr(report, f)
                                   else None) for f in fields}}
 
