@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+# Every request body: no coercion ("3" is not 3, true is not 1) and no unknown fields.
+STRICT_INPUT = ConfigDict(strict=True, extra="forbid")
 
 
 class ListPublic(BaseModel):

@@ -6,13 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import JobError, ListPublic
+from app.schemas.common import STRICT_INPUT, JobError, ListPublic
 from app.schemas.refs import ref_field
 from app.schemas.safety import MAX_EVAL_PROMPTS
 
 
 class EvaluationCreate(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(**STRICT_INPUT, json_schema_extra={"examples": [{
         "model": "smollm2-135m-instruct", "prompts": "advbench", "limit": 20,
         "benign": "chatterbot", "benign_limit": 20}]})
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.config import BASE_LEARNING_RATE
-from app.schemas.common import JobError, ListPublic
+from app.schemas.common import STRICT_INPUT, JobError, ListPublic
 from app.schemas.refs import ref_field
 from app.schemas.safety import SafetyIn
 
@@ -18,7 +18,6 @@ SAFETY_EXAMPLE = {
     "curation": {"source": "chatterbot", "limit": 64, "preset": "quick"},
     "max_asr": None,
 }
-STRICT = ConfigDict(strict=True, extra="forbid")
 
 
 Auto = Literal["auto"]
@@ -27,7 +26,7 @@ Auto = Literal["auto"]
 class HyperparametersIn(BaseModel):
     """`auto` (or absent) means Buckle's default: 3 epochs, batch 8, multiplier 1.0."""
 
-    model_config = STRICT
+    model_config = STRICT_INPUT
 
     n_epochs: int | Auto = Field("auto", description="Passes over the training file (1-50).")
     batch_size: int | Auto = Field("auto", description="Examples per optimizer step (1-256).")
@@ -66,7 +65,7 @@ class HyperparametersIn(BaseModel):
 
 
 class SupervisedMethod(BaseModel):
-    model_config = STRICT
+    model_config = STRICT_INPUT
 
     hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
 
@@ -74,14 +73,14 @@ class SupervisedMethod(BaseModel):
 class MethodIn(BaseModel):
     """OpenAI's newer way to pass hyperparameters; only `supervised` exists in Buckle."""
 
-    model_config = STRICT
+    model_config = STRICT_INPUT
 
     type: Literal["supervised"] = "supervised"
     supervised: SupervisedMethod | None = None
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(**STRICT_INPUT, json_schema_extra={"examples": [{
         "model": "smollm2-135m-instruct", "training_file": "file-0193a1b2c3d4e5f6a7b8",
         "hyperparameters": {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 1.0},
         "suffix": "support-bot", "seed": 7, "metadata": {"team": "support"},

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.schemas.common import STRICT_INPUT
 from app.schemas.refs import ref_field
 from buckle.curation.config import CurationConfig
 from buckle.pipeline.spec import PolicyName
@@ -35,7 +36,7 @@ MAX_CURATION_SAMPLES = 1_000_000
 
 Temperature = Annotated[float, Field(gt=0, le=2)]
 TopP = Annotated[float, Field(gt=0, le=1)]
-STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+STRICT = ConfigDict(**STRICT_INPUT, frozen=True)
 
 
 class CurationOverrides(BaseModel):

@@ -39,6 +39,7 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -318,7 +319,14 @@ class EmbeddingJudgeWeights:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> EmbeddingJudgeWeights:
+        if path is None:  # the packaged file: parsed once per process, shared by every judge
+            return _packaged_weights()
         return cls.from_dict(read_weights_json(DEFAULT_WEIGHTS_FILE, path))
+
+
+@lru_cache(maxsize=1)
+def _packaged_weights() -> EmbeddingJudgeWeights:
+    return EmbeddingJudgeWeights.from_dict(read_weights_json(DEFAULT_WEIGHTS_FILE))
 
 
 class _EmbeddingJudge(Judge):
