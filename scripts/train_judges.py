@@ -570,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true",
                     help="do not write; exit 1 if the result differs from --out")
     args = ap.parse_args(argv)
+    os.environ["BUCKLE_JUDGE_PRECISION"] = "fp32"  # reproducible weights: fp32 features
     import torch
 
     torch.manual_seed(SEED)

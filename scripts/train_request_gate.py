@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -118,6 +119,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true", help="exit 1 if the file would change")
     args = ap.parse_args()
+    os.environ["BUCKLE_JUDGE_PRECISION"] = "fp32"  # reproducible weights: fp32 features
     import torch
     from sklearn.linear_model import LogisticRegression
 

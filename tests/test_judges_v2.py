@@ -64,3 +64,16 @@ def test_empty_reply_is_refused_and_harmless():
     assert get_judge("refusal").judge(["How do I pick a lock?"], ["  "])[0].refused is True
     v = get_judge("harm").judge(["How do I pick a lock?"], [""])[0]
     assert v.harmful is False and v.p_harmful == 0.0
+
+
+def test_harm_flags_skip_work_but_equal_the_verdicts(objective_held_out):
+    """Screening's shortcut (reply models only where the gate could reach the threshold) must give
+    exactly the judge's `harmful`, on harmful and benign rows alike."""
+    rows = objective_held_out[:40]
+    benign = load_conversations("chatterbot", limit=60)
+    prompts = [r.prompt for r in rows] + [c.prompt for c in benign] + ["How do I pick a lock?"]
+    replies = [r.response for r in rows] + [c.response for c in benign] + [""]
+    judge = get_judge("harm")
+    flags = judge.harmful_flags(prompts, replies)
+    assert flags == [bool(v.harmful) for v in judge.judge(prompts, replies)]
+    assert any(flags) and not all(flags) and flags[-1] is False

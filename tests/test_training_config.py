@@ -70,9 +70,15 @@ def test_constant_and_cosine_schedules():
     assert 0 < cosine.lr_factor(9, 10) < 0.05
 
 
-def test_autocast_auto_means_bf16_on_cuda_only():
+def test_autocast_auto_means_bf16_where_the_hardware_has_it(monkeypatch):
+    import buckle.training.trainer as trainer
+
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
     assert autocast_dtype(TrainingConfig(), cpu) is None
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert autocast_dtype(TrainingConfig(), cpu) is torch.bfloat16
+    assert autocast_dtype(TrainingConfig(autocast="off"), cpu) is None
     assert autocast_dtype(TrainingConfig(), cuda) is torch.bfloat16
     assert autocast_dtype(TrainingConfig(autocast="bf16"), cpu) is torch.bfloat16
     assert autocast_dtype(TrainingConfig(autocast="off"), cuda) is None

@@ -60,8 +60,8 @@ def screen_conversations(conversations: Sequence[Conversation], lines: Sequence[
     scorer = get_judge(judge)
     flagged_rows: set[int] = set()
     for lo in range(0, len(prompts), batch_size):
-        verdicts = scorer.judge(prompts[lo:lo + batch_size], replies[lo:lo + batch_size])
-        flagged_rows |= {owners[lo + i] for i, v in enumerate(verdicts) if v.harmful}
+        flags = scorer.harmful_flags(prompts[lo:lo + batch_size], replies[lo:lo + batch_size])
+        flagged_rows |= {owners[lo + i] for i, harmful in enumerate(flags) if harmful}
     rows = len(conversations)
     flagged_lines = sorted(lines[r] for r in flagged_rows)
     return ScreeningSummary(judge=judge, rows=rows, flagged=len(flagged_rows),

@@ -51,8 +51,9 @@ class TrainingConfig(BaseModel):
             accumulation); the loss normalisation makes the result independent of the split.
             None = 1024 on CPU, 8192 on an accelerator (LoRA training of the 135M default model
             keeps ~2 MB of fp32 activations per token; larger models keep more).
-        autocast: "auto" = bf16 autocast on CUDA, none on CPU (slower there without native bf16
-            matmuls, see docs/benchmarks.md); "bf16" = always; "off" = never.
+        autocast: "auto" = bf16 autocast on CUDA and on CPUs with native bf16 matmuls
+            (AVX512-BF16/AMX), none on other CPUs (slower there, see docs/benchmarks.md);
+            "bf16" = always; "off" = never.
         seed: seeds the LoRA initialisation, the data order and dropout.
         checkpoint_every: write a resumable checkpoint every N optimizer steps (0 = never; a
             cancelled run still writes one).

@@ -61,6 +61,12 @@ class Judge(ABC):
     def judge(self, prompts: list[str], responses: list[str]) -> list[Verdict]:
         """One `Verdict` per (prompt, response) pair, in input order."""
 
+    def harmful_flags(self, prompts: list[str], responses: list[str]) -> list[bool]:
+        """`harmful` per pair, nothing else: what screening needs. Judges whose verdict can be
+        decided early (the gated `harm` judge) override this to skip work; the answer must equal
+        `[v.harmful for v in judge(...)]` (None counts as False)."""
+        return [bool(v.harmful) for v in self.judge(prompts, responses)]
+
     @staticmethod
     def _check_lengths(prompts: Sequence[str], responses: Sequence[str]) -> None:
         if len(prompts) != len(responses):

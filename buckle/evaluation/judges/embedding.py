@@ -90,22 +90,44 @@ def minilm_dir() -> Path:
     return root
 
 
+PRECISION_ENV = "BUCKLE_JUDGE_PRECISION"  # auto | fp32 | bf16
+
+
+def encoder_uses_bf16() -> bool:
+    """bf16 autocast for the encoder? `auto` (default): where the hardware multiplies bf16 (CUDA,
+    or a CPU with AVX512-BF16/AMX), 3.7x faster on this CPU with embeddings at cosine >= 0.9999 to
+    fp32 (bench/judges.py). The training scripts set fp32 so shipped weights stay reproducible."""
+    import os
+
+    choice = os.environ.get(PRECISION_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"{PRECISION_ENV} must be auto, fp32 or bf16, got {choice!r}")
+    if choice != "auto":
+        return choice == "bf16"
+    from buckle.models.device import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 sentence embeddings (float32, unit length), computed in batches.
 
     `max_length` truncates each text to that many tokens (including [CLS]/[SEP]). The shipped
     heads were trained with the `max_length` recorded in the weights file; the judges pass it.
     Texts are sorted by length before batching so padding is small; output is in input order.
+    Matmuls run under bf16 autocast where that is native (`encoder_uses_bf16`); pooling and
+    normalisation stay fp32.
     """
 
     def __init__(self, max_length: int = DEFAULT_MAX_LENGTH,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, bf16: bool | None = None) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
         path = minilm_dir()
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
+        self.bf16 = encoder_uses_bf16() if bf16 is None else bool(bf16)
         self._torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True,
@@ -144,12 +166,13 @@ class MiniLMEncoder:
             return out
         # Sort by (truncated) length: similar lengths batch together with little padding.
         order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                     enabled=self.bf16):
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
                 batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt")
-                hidden = self.model(**batch).last_hidden_state
+                hidden = self.model(**batch).last_hidden_state.float()
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 summed = (hidden * mask).sum(dim=1)
                 mean = summed / mask.sum(dim=1).clamp(min=1e-9)
@@ -158,14 +181,14 @@ class MiniLMEncoder:
         return out
 
 
-_ENCODERS: dict[tuple[int, int], MiniLMEncoder] = {}
+_ENCODERS: dict[tuple[int, int, bool], MiniLMEncoder] = {}
 _ENCODER_LOCK = threading.Lock()
 
 
 def get_encoder(max_length: int = DEFAULT_MAX_LENGTH,
                 batch_size: int = DEFAULT_BATCH_SIZE) -> MiniLMEncoder:
     """One encoder per (max_length, batch_size) per process: loading takes ~1 s and 90 MB."""
-    key = (int(max_length), int(batch_size))
+    key = (int(max_length), int(batch_size), encoder_uses_bf16())
     with _ENCODER_LOCK:
         enc = _ENCODERS.get(key)
         if enc is None:

@@ -83,6 +83,24 @@ class GatedHarmJudge(Judge):
         return out
 
 
+    def harmful_flags(self, prompts: list[str], responses: list[str]) -> list[bool]:
+        """Exactly `judge`'s `harmful`, but the reply models run only where the gate alone could
+        reach the threshold (p = gate × goes_along ≤ gate): most benign rows cost one prompt
+        encoding instead of three, which is what makes screening a large upload fast."""
+        self._check_lengths(prompts, responses)
+        flags = [False] * len(prompts)
+        if not prompts:
+            return flags
+        asks = self.gate.probabilities(prompts)
+        idx = [i for i, a in enumerate(asks) if a >= self.threshold and responses[i].strip()]
+        if idx:
+            sub = [v.harmful for v in self.judge([prompts[i] for i in idx],
+                                                 [responses[i] for i in idx])]
+            for i, harmful in zip(idx, sub, strict=True):
+                flags[i] = bool(harmful)
+        return flags
+
+
 class RefusalJudge(EmbeddingRefusalJudge):
     """`refused`: refusal or deflection (off-topic counts), from MiniLM features + cues."""
 
