@@ -71,7 +71,7 @@ def test_constant_and_cosine_schedules():
 
 
 def test_autocast_auto_means_bf16_where_the_hardware_has_it(monkeypatch):
-    import buckle.training.trainer as trainer
+    from buckle.training import trainer
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
