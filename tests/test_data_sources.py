@@ -15,15 +15,18 @@ from buckle.data import (
     load_conversations,
     load_prompts,
 )
-from buckle.data.sources import HARMFUL_QA
+from buckle.data.sources import HARMFUL_QA, parse_packaged_prompts
 from buckle.errors import DatasetFormatError, UnknownNameError
 
 # shared/ lies beside the checkout (here and in CI): ../shared/data
 ALPACA_5000 = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_5000.json"
 
+# Packaged prompt sets written for Buckle (buckle/data/prompts/) and their minimum sizes.
+PACKAGED = {"borderline": 70, "borderline-dev": 70, "everyday": 300, "everyday-test": 100}
+
 
 def test_list_sources_names_the_builtins():
-    assert set(list_sources()) == {"advbench", "harmful-qa", "chatterbot"}
+    assert set(list_sources()) == {"advbench", "harmful-qa", "chatterbot", *PACKAGED}
 
 
 def test_advbench_has_520_prompts_with_stable_ids():
@@ -144,3 +147,63 @@ def test_benign_prompt_set_is_distinct_and_spans_topics_when_cut():
     every = load_prompts("chatterbot")
     assert len({p.prompt for p in every}) == len(every)
     assert len({p.id for p in every}) == len(every)
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGED))
+def test_packaged_prompt_set_loads_with_unique_ids(name: str):
+    prompts = load_prompts(name)
+    assert len(prompts) >= PACKAGED[name]
+    assert len({p.id for p in prompts}) == len(prompts)
+    assert all(p.source == name and p.category and p.prompt.strip() for p in prompts)
+    assert str(len(prompts)) in list_sources()[name]
+    assert load_prompts(name, offset=3, limit=2) == prompts[3:5]
+
+
+def test_packaged_prompt_sets_share_no_prompt_with_each_other_or_other_builtins():
+    names = [*PACKAGED, "advbench", "chatterbot"]
+    texts = {n: {p.prompt.strip().lower() for p in load_prompts(n)} for n in names}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if a in PACKAGED or b in PACKAGED:
+                assert not texts[a] & texts[b], (a, b, sorted(texts[a] & texts[b])[:3])
+    every = [p for n in PACKAGED for p in load_prompts(n)]
+    assert len({p.id for p in every}) == len(every)  # also unique across the four sets
+
+
+def test_packaged_prompts_have_no_near_duplicates():
+    every = [p.prompt for n in PACKAGED for p in load_prompts(n)]
+    normalised = {re.sub(r"[^\w\s]", "", p.lower()).strip() for p in every}
+    assert len(normalised) == len(every)
+
+
+@pytest.mark.parametrize("name", ["borderline", "borderline-dev"])
+def test_each_borderline_split_spans_the_categories(name: str):
+    assert len({p.category for p in load_prompts(name)}) >= 8
+
+
+def test_everyday_marks_safety_topics_and_spans_categories():
+    prompts = load_prompts("everyday") + load_prompts("everyday-test")
+    categories = {p.category for p in prompts}
+    assert len(categories) >= 15
+    safety = sum(1 for p in prompts if p.category.startswith("safety_"))
+    assert 0.2 <= safety / len(prompts) <= 0.4
+    assert len({p.category for p in load_prompts("everyday", limit=20)}) >= 15  # interleaved
+
+
+def test_packaged_prompt_file_problems_name_file_and_line():
+    splits = frozenset({"dev", "test"})
+    good = '{"id": "a", "prompt": "Hi?", "category": "c", "split": "dev"}\n'
+    assert parse_packaged_prompts(good + "\n", "f.jsonl", splits) == (("dev", "a", "c", "Hi?"),)
+    bad = {
+        '{"id": "a", "prompt": "Again?", "split": "test"}': "duplicate id 'a'",
+        '{"id": "b", "prompt": " ", "split": "test"}': "'prompt' must be non-empty",
+        '{"id": "", "prompt": "Hm?", "split": "test"}': "'id' must be non-empty",
+        '{"id": "b", "prompt": "Hm?", "split": "train"}': "'split' is 'train'",
+        '{"id": "b", "prompt": "Hm?"}': "'split' is None",
+        "not json": "invalid JSON",
+    }
+    for line, reason in bad.items():
+        with pytest.raises(ValueError, match=re.escape(f"f.jsonl line 2: {reason}")):
+            parse_packaged_prompts(good + line + "\n", "f.jsonl", splits)
+    with pytest.raises(ValueError, match="no prompts"):
+        parse_packaged_prompts("\n", "f.jsonl", splits)

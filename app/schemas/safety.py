@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -24,7 +25,7 @@ from pydantic import (
 from app.schemas.common import STRICT_INPUT
 from app.schemas.refs import ref_field
 from buckle.curation.config import CurationConfig
-from buckle.pipeline.spec import PolicyName
+from buckle.pipeline.spec import CorpusPart, PolicyName
 
 # Upper bounds of what a customer can ask for (documented in docs/service.md).
 MAX_CURATION_ITEMS = 2000  # TamperBench's CTRL corpus size
@@ -55,6 +56,10 @@ class CurationOverrides(BaseModel):
     safety_weight: float | None = Field(None, ge=0, le=10)
     revision_prompt: str | None = Field(None, min_length=1, max_length=4000)
     drop_prompt_echoes: bool | None = None
+    min_safety: float | None = Field(None, ge=0, le=1)
+    cut_truncated: bool | None = None
+    themes: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None, max_length=64)
     reviser_model: str | None = ref_field("base-model", None,
                                           description="Model that writes the revisions.")
 
@@ -75,7 +80,7 @@ class CurationIn(BaseModel):
                             description="Texts to revise into the safety corpus.")
     limit: int = Field(64, ge=1, le=MAX_CURATION_ITEMS)
     offset: int = Field(200, ge=0, le=MAX_OFFSET)
-    preset: Literal["quick", "paper"] = "quick"
+    preset: Literal["quick", "paper", "v2"] = "quick"
     overrides: CurationOverrides = Field(default_factory=CurationOverrides)
 
     @model_validator(mode="after")
@@ -96,6 +101,17 @@ class CurationIn(BaseModel):
         return self
 
 
+class OwnVoiceIn(BaseModel):
+    """Prompts the base model answers in its own voice (`SafetySpec.responsible` / `.anchors`)."""
+
+    model_config = STRICT
+
+    source: str = ref_field("prompts", description="Prompts the base model answers.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    limit: int = Field(200, ge=1, le=MAX_CURATION_ITEMS)
+    max_new_tokens: int = Field(160, ge=16, le=MAX_NEW_TOKENS)
+
+
 class SafetyIn(BaseModel):
     """Where and how curated safety data is applied (see `SafetySpec` for the semantics)."""
 
@@ -103,6 +119,20 @@ class SafetyIn(BaseModel):
 
     policy: PolicyName = "during"
     curated_ratio: float = Field(0.25, gt=0, lt=1)
+    parts: list[CorpusPart] = Field(["ctrl"], min_length=1, max_length=3)
+    responsible: OwnVoiceIn = Field(
+        default_factory=lambda: OwnVoiceIn(source="harmful-qa", offset=64, limit=200))
+    anchors: OwnVoiceIn = Field(
+        default_factory=lambda: OwnVoiceIn(source="everyday", offset=0, limit=200))
+    safety_epochs: int | None = Field(None, ge=1, le=50)
+    safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
+
+    @field_validator("parts")
+    @classmethod
+    def _distinct_parts(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"parts lists a part twice: {value}")
+        return value
     curation: CurationIn = Field(default_factory=CurationIn)
     max_asr: float | None = Field(None, ge=0, le=1)
     auto_max_rounds: int = Field(3, ge=1, le=20)
@@ -118,3 +148,7 @@ class SafetyIn(BaseModel):
     benign_prompts: str | None = ref_field("prompts", "chatterbot",
                                            description="Benign prompts for over-refusal.")
     benign_limit: int = Field(20, ge=1, le=MAX_EVAL_PROMPTS)
+    borderline_prompts: str | None = ref_field(
+        "prompts", None, description="Safe prompts that sound unsafe, for over-refusal on the "
+                                     "hard case (e.g. `borderline`).")
+    borderline_limit: int = Field(20, ge=1, le=MAX_EVAL_PROMPTS)

@@ -17,7 +17,7 @@ import json
 import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from buckle.errors import UnknownNameError
 
@@ -35,6 +35,22 @@ DEFAULT_REVISION_PROMPT = (
     "Answer: {response}"
 )
 TEMPLATE_FIELDS = frozenset({"query", "response"})
+OPTIONAL_FIELDS = frozenset({"theme"})
+# CTRL v2: each item's revision is seeded with one safety theme (rotated by item index), as the
+# method's revisions are seeded with safety keywords; small revisers follow "weave in X" far
+# more often than "mention safety".
+THEMED_REVISION_PROMPT = (
+    "Rewrite the answer below to the question so that it stays helpful and also includes one "
+    "practical safety point about {theme}. Write only the new answer.\n\n"
+    "Question: {query}\n"
+    "Answer: {response}"
+)
+SAFETY_THEMES: tuple[str, ...] = (
+    "a risk to watch out for", "a precaution to take first", "when to ask a professional",
+    "protecting your health", "keeping other people safe", "staying within the law",
+    "keeping personal information private", "handling tools or chemicals safely",
+    "avoiding scams and fraud", "looking after children or pets",
+)
 
 
 class CurationConfig(BaseModel):
@@ -70,6 +86,13 @@ class CurationConfig(BaseModel):
         reviser_model: model that writes revisions; None = the target model itself (as in the
             paper: the model revises towards text that is unusual *for itself*).
         seed: base seed of all sampling, so a run is reproducible.
+        themes: safety themes, one per item (item index modulo their number), filled into the
+            template's optional {theme}; () = no theme (then the template must not use it).
+        min_safety: absolute floor on the safety-implication score (0 = off): a revision that
+            carries no safety implication is not admissible, and an item none of whose
+            revisions passes is left out of a v2 corpus rather than kept as the original.
+        cut_truncated: a candidate stopped by max_new_tokens is cut after its last complete
+            sentence (`buckle.curation.text.cut_at_sentence_end`) instead of being dropped.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -90,6 +113,9 @@ class CurationConfig(BaseModel):
     drop_prompt_echoes: bool = True
     reviser_model: str | None = None
     seed: int = 0
+    themes: tuple[str, ...] = ()
+    min_safety: float = Field(0.0, ge=0.0, le=1.0)
+    cut_truncated: bool = False
 
     @field_validator("temperatures")
     @classmethod
@@ -118,12 +144,22 @@ class CurationConfig(BaseModel):
             names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
         except ValueError as exc:
             raise ValueError(f"revision_prompt is not a valid format string: {exc}") from None
-        if names != TEMPLATE_FIELDS:
+        if not TEMPLATE_FIELDS <= names <= TEMPLATE_FIELDS | OPTIONAL_FIELDS:
             raise ValueError(
-                "revision_prompt must contain exactly the placeholders {query} and {response} "
-                f"(found {sorted(names) or 'none'}); write literal braces as {{{{ }}}}"
+                "revision_prompt must contain the placeholders {query} and {response}, and may "
+                f"contain {{theme}} (found {sorted(names) or 'none'}); write literal braces as "
+                "{{{{ }}}}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _themes_match_template(self) -> CurationConfig:
+        uses_theme = "{theme}" in self.revision_prompt.replace("{{", "").replace("}}", "")
+        if uses_theme and not self.themes:
+            raise ValueError("revision_prompt uses {theme} but themes is empty")
+        if self.themes and not uses_theme:
+            raise ValueError("themes are set but revision_prompt has no {theme} placeholder")
+        return self
 
     # ----------------------------------------------------------------- derived
     @property
@@ -131,8 +167,13 @@ class CurationConfig(BaseModel):
         """Every (temperature, top_p) pair sampled per beam per round."""
         return tuple((t, p) for t in self.temperatures for p in self.top_ps)
 
-    def render_revision_prompt(self, query: str, response: str) -> str:
-        return self.revision_prompt.format(query=query, response=response)
+    def theme_for(self, index: int) -> str:
+        return self.themes[index % len(self.themes)] if self.themes else ""
+
+    def render_revision_prompt(self, query: str, response: str, index: int = 0) -> str:
+        """The reviser's prompt for item `index` (which picks its theme)."""
+        return self.revision_prompt.format(query=query, response=response,
+                                           theme=self.theme_for(index))
 
     # ----------------------------------------------------------------- identity
     def to_json(self) -> str:
@@ -163,4 +204,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"temperatures": (0.4, 0.8), "top_ps": (0.7, 1.0), "rounds": 2, "beam": 2},
     # The paper's 5x5 grid, 5 rounds, beam 3 (= the class defaults).
     "paper": {"temperatures": DEFAULT_GRID, "top_ps": DEFAULT_GRID, "rounds": 5, "beam": 3},
+    # CTRL v2 on a CPU budget: the quick grid with themed seeds, the method's lenient floors
+    # (0.1x the original's readability/helpfulness, as TamperBench's re-implementation), a
+    # revision must carry a safety implication, and capped candidates are cut at a sentence end.
+    "v2": {"temperatures": (0.4, 0.8), "top_ps": (0.7, 1.0), "rounds": 2, "beam": 2,
+           "quality_floor": 0.1, "min_retention": 0.1, "min_safety": 0.2, "cut_truncated": True,
+           "themes": SAFETY_THEMES, "revision_prompt": THEMED_REVISION_PROMPT},
 }

@@ -68,10 +68,13 @@ def objective_key(scores: Scores, config: CurationConfig) -> float:
 
 
 def floor_failures(scores: Scores, original: Scores, tau: float,
-                   min_retention: float = 0.0) -> list[str]:
+                   min_retention: float = 0.0, min_safety: float = 0.0) -> list[str]:
     """Quality floors a candidate misses (empty = admissible): helpfulness and readability
-    >= tau x the original's; retention >= min_retention (absolute, see `content_retention`)."""
+    >= tau x the original's; retention >= min_retention (absolute, see `content_retention`);
+    safety >= min_safety (absolute: a revision that carries no safety implication is not kept)."""
     failed = []
+    if min_safety > 0 and scores.safety < min_safety:
+        failed.append("safety")
     if scores.helpfulness < tau * original.helpfulness:
         failed.append("helpfulness")
     if scores.readability < tau * original.readability:

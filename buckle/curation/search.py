@@ -29,6 +29,7 @@ from typing import Any
 from buckle.curation.config import CurationConfig
 from buckle.curation.objective import QualityScorers, Scores, floor_failures, objective_key
 from buckle.curation.perplexity import response_perplexities
+from buckle.curation.text import cut_at_sentence_end
 from buckle.data.records import Conversation, Message
 from buckle.generation.engine import GenerationEngine, encode_chat
 from buckle.generation.sampling import SamplingParams
@@ -237,7 +238,7 @@ class BeamSearch:
         requests: list[_Request] = []
         for i, (item, beam) in enumerate(zip(items, members)):
             for m, member in enumerate(beam):
-                message = cfg.render_revision_prompt(item.prompt, member.text)
+                message = cfg.render_revision_prompt(item.prompt, member.text, indices[i])
                 ids = encode_chat(self.reviser.tokenizer, [{"role": "user", "content": message}])
                 for g, (temp, top_p) in enumerate(cfg.grid):
                     seed = sample_seed(cfg.seed, indices[i], round_, m, g)
@@ -259,7 +260,10 @@ class BeamSearch:
             log = logs[req.item][-1]
             log.sampled += 1
             text = clean_revision(res.text)
-            if not text or res.finish_reason != "stop":
+            finished = res.finish_reason == "stop"
+            if text and not finished and self.config.cut_truncated:
+                text, finished = cut_at_sentence_end(text) or "", True
+            if not text or not finished:
                 log.empty_or_truncated += 1
                 continue
             if self.echo is not None and self.echo(text, items[req.item].response):
@@ -294,7 +298,7 @@ class BeamSearch:
         for i, text, _, _ in fresh:
             scores = self.scorers.score(items[i].prompt, text, math.nan, items[i].response)
             out.append((scores, floor_failures(scores, originals[i], cfg.quality_floor,
-                                               cfg.min_retention)))
+                                               cfg.min_retention, cfg.min_safety)))
         admitted = [k for k, (_, failed) in enumerate(out) if not failed]
         ppl = self._perplexities([(items[fresh[k][0]], fresh[k][1]) for k in admitted])
         for k, p in zip(admitted, ppl):

@@ -1,8 +1,9 @@
 """Named data sources: built-in corpora read from pinned registry wheels, plus user files.
 
-A spec is a built-in name (`advbench`, `harmful-qa`, `chatterbot`), `alpaca:PATH`, or a path to a
-.jsonl/.json file. Built-ins are parsed once per process (evaluation and tests ask repeatedly);
-their order is the file order and ids are `{name}-{index:04d}`, so runs compare prompt by prompt.
+A spec is a built-in name (`advbench`, `harmful-qa`, `chatterbot`, `borderline`, `everyday`, ...),
+`alpaca:PATH`, or a path to a .jsonl/.json file. Built-ins are parsed once per process (evaluation
+and tests ask repeatedly); their order is the file order and ids are stable (`{name}-{index:04d}`,
+or the id written in a packaged prompt file), so runs compare prompt by prompt.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +142,73 @@ def _conversation_source(
     return _Builtin(description, prompts, lambda: tuple(r.conversation for r in rows()))
 
 
+# Prompt sets written for Buckle, shipped in buckle/data/prompts/ (see the README there):
+# file -> the splits its lines may carry.
+PACKAGED_PROMPTS: dict[str, frozenset[str]] = {
+    "borderline.jsonl": frozenset({"dev", "test"}),
+    "everyday.jsonl": frozenset({"train", "test"}),
+}
+
+
+def _packaged_problem(value: Any, seen: dict[str, int], splits: frozenset[str]) -> str | None:
+    if not isinstance(value, dict):
+        return "expected a JSON object"
+    for key in ("id", "prompt"):
+        if not isinstance(value.get(key), str) or not value[key].strip():
+            return f"{key!r} must be non-empty text"
+    if value["id"] in seen:
+        return f"duplicate id {value['id']!r} (first used on line {seen[value['id']]})"
+    if value.get("category") is not None and not isinstance(value["category"], str):
+        return "'category' must be a string"
+    if value.get("split") not in splits:
+        return f"'split' is {value.get('split')!r}; allowed: {', '.join(sorted(splits))}"
+    return None
+
+
+def parse_packaged_prompts(
+    text: str, file: str, splits: frozenset[str]
+) -> tuple[tuple[str, str, str | None, str], ...]:
+    """(split, id, category, prompt) per line of a packaged prompt file, in file order.
+
+    The file ships with the code, so any problem is a packaging bug: it fails loudly with the
+    file and line rather than quietly dropping items from an evaluation set.
+    """
+    rows, seen = [], {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            problem: str | None = f"invalid JSON ({e.msg})"
+        else:
+            problem = _packaged_problem(value, seen, splits)
+        if problem is not None:
+            raise ValueError(f"{file} line {number}: {problem}")
+        seen[value["id"]] = number
+        rows.append((value["split"], value["id"], value.get("category"), value["prompt"]))
+    if not rows:
+        raise ValueError(f"{file}: no prompts")
+    return tuple(rows)
+
+
+@lru_cache(maxsize=len(PACKAGED_PROMPTS))
+def _packaged_rows(file: str) -> tuple[tuple[str, str, str | None, str], ...]:
+    text = resources.files("buckle.data").joinpath("prompts", file).read_text(encoding="utf-8")
+    return parse_packaged_prompts(text, f"buckle/data/prompts/{file}", PACKAGED_PROMPTS[file])
+
+
+def _packaged_source(name: str, file: str, split: str, what: str) -> _Builtin:
+    @lru_cache(maxsize=1)
+    def prompts() -> tuple[PromptItem, ...]:
+        return tuple(PromptItem(id=ident, prompt=prompt, category=category, source=name)
+                     for s, ident, category, prompt in _packaged_rows(file) if s == split)
+
+    count = sum(1 for row in _packaged_rows(file) if row[0] == split)
+    return _Builtin(f"{what}: {count} prompts ({file} split {split!r}; written for Buckle)",
+                    prompts)
+
+
 _BUILTINS: dict[str, _Builtin] = {
     "advbench": _Builtin(
         "AdvBench: 520 harmful instructions (prompts only), from pyrit 1.1.0", _advbench),
@@ -149,6 +218,18 @@ _BUILTINS: dict[str, _Builtin] = {
     "chatterbot": _conversation_source(
         "chatterbot", "benign English Q/A pairs from chatterbot-corpus 1.3.3; also a benign "
         "prompt set for over-refusal", _chatterbot),
+    "borderline": _packaged_source(
+        "borderline", "borderline.jsonl", "test",
+        "safe prompts that sound unsafe (over-refusal test set; a good model answers them)"),
+    "borderline-dev": _packaged_source(
+        "borderline-dev", "borderline.jsonl", "dev",
+        "safe prompts that sound unsafe (over-refusal dev set, for tuning thresholds)"),
+    "everyday": _packaged_source(
+        "everyday", "everyday.jsonl", "train",
+        "everyday advice and how-to instructions (curation source and anchor prompts)"),
+    "everyday-test": _packaged_source(
+        "everyday-test", "everyday.jsonl", "test",
+        "everyday advice and how-to instructions (held-out benign evaluation set)"),
 }
 
 

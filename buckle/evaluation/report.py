@@ -102,16 +102,21 @@ class SafetyReport(BaseModel):
                                   "published keyword figures")
     harmful_rate: MetricSummary | None = None
     over_refusal_rate: MetricSummary | None = None
+    borderline_over_refusal_rate: MetricSummary | None = Field(
+        default=None, description="declines of safe prompts that sound unsafe (None: no "
+                                  "borderline set was evaluated)")
     mean_rubric_score: MetricSummary | None = None
     rubric_unscored: int | None = Field(
         default=None, description="responses the rubric judge could not score (None: not run)")
     judges: list[str] = Field(default_factory=list)
     benign_prompt_set: str | None = None
+    borderline_prompt_set: str | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(
         timespec="seconds"))
     settings: dict[str, Any] = Field(default_factory=dict)
     per_prompt: list[PromptResult] = Field(default_factory=list)
     per_benign_prompt: list[PromptResult] = Field(default_factory=list)
+    per_borderline_prompt: list[PromptResult] = Field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     # ------------------------------------------------------------------ construction
@@ -126,6 +131,8 @@ class SafetyReport(BaseModel):
         adapter: str | None = None,
         benign_results: Sequence[JudgedResponse] = (),
         benign_prompt_set: str | None = None,
+        borderline_results: Sequence[JudgedResponse] = (),
+        borderline_prompt_set: str | None = None,
         settings: dict[str, Any] | None = None,
         confidence: float = 0.95,
         created_at: str | None = None,
@@ -143,9 +150,13 @@ class SafetyReport(BaseModel):
                  if r.keyword_refused is not None], confidence)),
             harmful_rate=MetricSummary.of(M.harmful_rate(verdicts, confidence)),
             over_refusal_rate=MetricSummary.of(M.over_refusal_rate(benign, confidence)),
+            borderline_over_refusal_rate=MetricSummary.of(M.over_refusal_rate(
+                [r.verdict for r in borderline_results], confidence)),
             mean_rubric_score=MetricSummary.of(M.mean_rubric_score(verdicts, confidence)),
             rubric_unscored=M.unscored_count(verdicts) if rubric_ran else None,
             judges=list(judges), benign_prompt_set=benign_prompt_set,
+            borderline_prompt_set=borderline_prompt_set,
+            per_borderline_prompt=[r.to_result() for r in borderline_results],
             settings=dict(settings or {}),
             per_prompt=[r.to_result() for r in results],
             per_benign_prompt=[r.to_result() for r in benign_results],
@@ -173,7 +184,9 @@ class SafetyReport(BaseModel):
 
     def rates(self) -> dict[str, MetricSummary | None]:
         return {"ASR": self.asr, "Keyword ASR": self.keyword_asr,
-                "Harmful rate": self.harmful_rate, "Over-refusal": self.over_refusal_rate}
+                "Harmful rate": self.harmful_rate, "Over-refusal": self.over_refusal_rate,
+                **({"Over-refusal (borderline)": self.borderline_over_refusal_rate}
+                   if self.borderline_over_refusal_rate else {})}
 
     def write_chart(self, path: str | Path) -> Path:
         """PNG bar chart of ASR / harmful rate / over-refusal with their CI error bars."""
@@ -266,6 +279,9 @@ def render_table(report: SafetyReport) -> Any:
     table.add_row("keyword ASR (GCG, not refused)", *_fmt(report.keyword_asr, True))
     table.add_row("harmful rate", *_fmt(report.harmful_rate, True))
     table.add_row("over-refusal (benign)", *_fmt(report.over_refusal_rate, True))
+    if report.borderline_over_refusal_rate:
+        table.add_row("over-refusal (borderline)",
+                      *_fmt(report.borderline_over_refusal_rate, True))
     table.add_row("mean rubric score (1-5)", *_fmt(report.mean_rubric_score, False))
     if report.rubric_unscored:
         table.caption = f"{report.rubric_unscored} response(s) the rubric judge could not score"

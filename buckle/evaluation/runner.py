@@ -39,6 +39,8 @@ class EvalConfig:
     offset: int = 0
     benign: str | None = "chatterbot"
     benign_limit: int | None = 20
+    borderline: str | None = None  # safe prompts that sound unsafe (over-refusal's hard case)
+    borderline_limit: int | None = None
     judges: tuple[str, ...] = ("refusal", "harm")
     max_new_tokens: int = 128
     batch_size: int = 128
@@ -119,6 +121,12 @@ def evaluate(
         benign = load_prompts(config.benign, limit=config.benign_limit)
         benign_results = _judge(benign, _respond(engine, benign, config, "benign prompts",
                                                  progress), [get_judge("decline")])
+    borderline_results: list[JudgedResponse] = []
+    if config.borderline:
+        borderline = load_prompts(config.borderline, limit=config.borderline_limit)
+        borderline_results = _judge(borderline, _respond(engine, borderline, config,
+                                                         "borderline prompts", progress),
+                                    [get_judge("decline")])
     settings = {k: v for k, v in asdict(config).items() if k != "rubric"}
     settings["rubric"] = {k: v for k, v in asdict(config.rubric).items() if k != "api_key"}
     settings.update(decoding="greedy", model_fingerprint=getattr(loaded, "fingerprint", None),
@@ -127,5 +135,6 @@ def evaluate(
     return SafetyReport.build(
         model=getattr(loaded, "name", str(loaded)), adapter=adapter, prompt_set=config.prompts,
         results=results, judges=list(config.judges), benign_results=benign_results,
-        benign_prompt_set=config.benign, settings=settings,
+        benign_prompt_set=config.benign, borderline_results=borderline_results,
+        borderline_prompt_set=config.borderline, settings=settings,
     )

@@ -21,16 +21,17 @@ from typing import Any
 
 from buckle.assets import sha256_file
 from buckle.atomic import atomic_write_json
-from buckle.curation import CurationConfig, curate_source
 from buckle.data.records import Conversation
 from buckle.data.sources import load_prompts
 from buckle.data.validation import load_conversations_jsonl
 from buckle.errors import Cancelled
 from buckle.evaluation.report import SCHEMA_VERSION, SafetyReport
 from buckle.evaluation.runner import EvalConfig, evaluate
+from buckle.evaluation.utility import utility
 from buckle.evaluation.weights import judges_fingerprint
 from buckle.models import load_model
-from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy, refusal_pairs
+from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy
+from buckle.pipeline.safety_data import safety_data
 from buckle.pipeline.spec import (
     CancelCheck,
     JobCancelled,
@@ -89,22 +90,25 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     base = load_model(spec.model)
     customer = load_conversations_jsonl(spec.training_file, tokenizer=base.tokenizer,
                                         max_tokens=hp.max_seq_len)
-    if spec.validation_file:
-        load_conversations_jsonl(spec.validation_file, tokenizer=base.tokenizer,
-                                 max_tokens=hp.max_seq_len)
+    validation = (load_conversations_jsonl(spec.validation_file, tokenizer=base.tokenizer,
+                                           max_tokens=hp.max_seq_len)
+                  if spec.validation_file else [])
     eval_config = _eval_config(spec)
     held_out = _evaluation_prompts(eval_config)
     events("validate", f"{len(customer)} training conversations are valid", 1.0,
            examples=len(customer))
     events.check("after validation")
 
-    safety, corpus_info = _safety_data(policy, spec, base, held_out, events)
+    safety, corpus_info = safety_data(policy, spec, base, held_out, events)
     stages = policy.stages(customer, safety, ratio=spec.safety.curated_ratio, seed=spec.seed)
     train_config = TrainingConfig(n_epochs=hp.n_epochs, batch_size=hp.batch_size,
                                   learning_rate=hp.learning_rate, lora_r=hp.lora_r,
                                   lora_alpha=hp.lora_alpha, max_seq_len=hp.max_seq_len,
                                   seed=spec.seed, checkpoint_every=spec.checkpoint_every)
-    trainer = _StageTrainer(base, train_config, work / "train", events)
+    safety_config = train_config.model_copy(update={
+        "n_epochs": spec.safety.safety_epochs or train_config.n_epochs,
+        "learning_rate": spec.safety.safety_learning_rate or train_config.learning_rate})
+    trainer = _StageTrainer(base, train_config, work / "train", events, safety_config)
     adapter = trainer.run_all(stages)
     events.check("after training")
 
@@ -119,13 +123,18 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                 spec, base, base_report, adapter, adapter_report, safety, trainer, eval_config,
                 work, events)
 
+    utility = None
+    if spec.evaluate and validation:
+        utility = {"base": _utility_cached(base, None, validation, buckle_home() / "evals",
+                                           events),
+                   "adapter": _utility_cached(base, adapter, validation, work / "eval", events)}
     events("save", "writing the adapter and its safety report")
     out = _save(work, spec, policy, adapter, adapter_report, base_report, stages, corpus_info,
                 rounds)
     sha = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
     safety_summary = {"policy": policy.name, "base": _metrics(base_report),
                       "adapter": _metrics(adapter_report), "rounds": rounds,
-                      "corpus": corpus_info,
+                      "corpus": corpus_info, "utility": utility,
                       "base_report": str(base_report_path) if base_report_path else None}
     events("done", "job finished", 1.0, adapter_dir=str(out))
     return JobResult(adapter_dir=str(out), adapter_sha256=sha,
@@ -134,58 +143,15 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                      checkpoints=trainer.checkpoints)
 
 
-# ---------------------------------------------------------------------- safety data
-def _safety_data(policy: SafetyPolicy, spec: JobSpec, base: Any, held_out: set[str],
-                 events: _Events) -> tuple[list[Conversation], dict[str, Any]]:
-    """The policy's safety items, with every evaluation prompt removed (held-out sets)."""
-    s = spec.safety
-    if policy.safety_data == "none":
-        return [], {}
-    if policy.safety_data == "refusal":
-        prompts = [p.prompt for p in load_prompts(s.refusal_prompts, offset=s.refusal_offset)]
-        items = refusal_pairs([p for p in prompts if p.strip() not in held_out])
-        events("curate", f"{len(items)} refusal pairs from {s.refusal_prompts}", 1.0,
-               source=s.refusal_prompts, items=len(items))
-        return items, {"kind": "refusal", "source": s.refusal_prompts, "items": len(items)}
-    if s.curated_file:
-        items = load_conversations_jsonl(s.curated_file)
-        info: dict[str, Any] = {"kind": "file", "path": s.curated_file}
-    else:
-        c = s.curation
-        config = CurationConfig.preset(c.preset, **{"seed": spec.seed, **c.overrides})
-        events("curate", f"curating {c.limit} items of {c.source} ({c.preset} grid)")
-
-        def on_progress(p: Any) -> None:
-            events("curate", f"curated {p.items_done}/{p.items_total} items",
-                   p.items_done / max(1, p.items_total), items_done=p.items_done,
-                   candidates=p.candidates)
-
-        corpus = curate_source(base, c.source, config, limit=c.limit, offset=c.offset,
-                               skip_invalid=True, progress=on_progress,
-                               should_cancel=events.should_cancel)
-        chosen = corpus.conversations if policy.safety_data == "curated" else \
-            [item.original for item in corpus.items]
-        info = {"kind": policy.safety_data, "key": corpus.key, "path": str(corpus.path),
-                "config_hash": config.config_hash(), "source": c.source, "cached": corpus.cached,
-                "summary": corpus.summary}
-        items = chosen
-        events("curate", f"corpus {corpus.key} ready ({'reused' if corpus.cached else 'built'})",
-               1.0, config_hash=config.config_hash(), source=c.source, path=str(corpus.path),
-               items=len(items), config=json.loads(config.to_json()), cached=corpus.cached)
-    kept = [c for c in items if c.prompt.strip() not in held_out]
-    info.update(items=len(kept), dropped_overlapping_eval=len(items) - len(kept))
-    if not kept:
-        raise ValueError("every safety item overlaps the evaluation prompts; choose another "
-                         "curation source or offset")
-    return kept, info
-
-
 # ---------------------------------------------------------------------- training
 class _StageTrainer:
     """Runs stages in order on one adapter; each stage has its own resumable directory."""
 
-    def __init__(self, base: Any, config: TrainingConfig, root: Path, events: _Events) -> None:
+    def __init__(self, base: Any, config: TrainingConfig, root: Path, events: _Events,
+                 safety_config: TrainingConfig | None = None) -> None:
         self.base, self.config, self.root, self.events = base, config, root, events
+        # a stage of safety data only (immunize, restore) trains at the job's safety dose
+        self.safety_config = safety_config or config
         self.trained_tokens = 0
         self.checkpoints: list[dict[str, Any]] = []
         self._planned = 0
@@ -225,7 +191,9 @@ class _StageTrainer:
                             phase="train", **record)
 
         try:
-            result = train_lora(self.base, stage.conversations, self.config, out,
+            config = (self.safety_config if stage.safety_items == len(stage.conversations) > 0
+                      else self.config)
+            result = train_lora(self.base, stage.conversations, config, out,
                                 init_adapter=init, progress=progress,
                                 should_cancel=self.events.should_cancel)
         except Cancelled as exc:
@@ -264,16 +232,18 @@ def _asr(report: SafetyReport) -> float:
 def _eval_config(spec: JobSpec) -> EvalConfig:
     s = spec.safety
     return EvalConfig(prompts=s.eval_prompts, limit=s.eval_limit, benign=s.benign_prompts,
-                      benign_limit=s.benign_limit, judges=("refusal", "harm"))
+                      benign_limit=s.benign_limit, borderline=s.borderline_prompts,
+                      borderline_limit=s.borderline_limit, judges=("refusal", "harm"))
 
 
 def _evaluation_prompts(config: EvalConfig) -> set[str]:
     """Every prompt an evaluation will send: training and curation data must not contain them."""
     texts = {p.prompt.strip() for p in load_prompts(config.prompts, limit=config.limit,
                                                      offset=config.offset)}
-    if config.benign:
-        texts |= {p.prompt.strip() for p in load_prompts(config.benign,
-                                                          limit=config.benign_limit)}
+    for name, limit in ((config.benign, config.benign_limit),
+                        (config.borderline, config.borderline_limit)):
+        if name:
+            texts |= {p.prompt.strip() for p in load_prompts(name, limit=limit)}
     return texts
 
 
@@ -305,10 +275,30 @@ def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder
     return report, path
 
 
+def _utility_cached(base: Any, adapter: Path | None, validation: list[Conversation],
+                    folder: Path, events: _Events) -> dict[str, Any]:
+    """`buckle.evaluation.utility` on the validation file, stored like evaluation reports."""
+    weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
+    data = "\n".join(c.to_json() for c in validation)
+    key = hashlib.sha256(json.dumps(["utility-v1", base.fingerprint, weights, data]
+                                    ).encode()).hexdigest()[:24]
+    path = folder / f"utility-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    what = "base model" if adapter is None else "adapter"
+    events("evaluate", f"measuring the {what}'s utility on {len(validation)} held-out lines")
+    events.check(f"before measuring the {what}'s utility")
+    model = base if adapter is None else load_model(base.path or base.name, adapter=adapter)
+    result = utility(model, validation)
+    atomic_write_json(path, result)
+    return result
+
+
 def _metrics(report: SafetyReport | None) -> dict[str, Any] | None:
     if report is None:
         return None
-    fields = ("asr", "keyword_asr", "harmful_rate", "over_refusal_rate")
+    fields = ("asr", "keyword_asr", "harmful_rate", "over_refusal_rate",
+              "borderline_over_refusal_rate")
     return {"n": report.n, **{f: (getattr(report, f).model_dump() if getattr(report, f)
                                   else None) for f in fields}}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from buckle.errors import Cancelled
 
@@ -42,8 +42,24 @@ class CurationSpec(BaseModel):
     # chatterbot's first items are also its benign evaluation prompts; start past them (the
     # pipeline additionally drops any item whose prompt is in an evaluation set).
     offset: int = Field(200, ge=0)
-    preset: Literal["quick", "paper"] = "quick"
+    preset: Literal["quick", "paper", "v2"] = "quick"
     overrides: dict[str, Any] = Field(default_factory=dict)  # any CurationConfig field
+
+
+CorpusPart = Literal["ctrl", "responsible", "anchors"]
+# `curation.source` naming the anchors part: CTRL revises the base model's own everyday answers
+ANCHORS_SOURCE = "anchors"
+
+
+class OwnVoiceSource(BaseModel):
+    """Prompts the base model answers in its own voice for an own-voice corpus part."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str
+    offset: int = Field(0, ge=0)
+    limit: int = Field(200, ge=1)
+    max_new_tokens: int = Field(160, ge=16, le=1024)
 
 
 class SafetySpec(BaseModel):
@@ -53,7 +69,27 @@ class SafetySpec(BaseModel):
 
     policy: PolicyName = "during"
     curated_ratio: float = Field(0.25, gt=0, lt=1)  # share of curated items in the `during` mix
+    # The safety corpus v2 is the union of these named parts (`buckle.curation.safety_corpus`):
+    # "ctrl" = CTRL revisions of `curation.source`; "responsible" = the base model's own
+    # declines of `responsible.source`; "anchors" = its own answers to `anchors.source`.
+    parts: tuple[CorpusPart, ...] = Field(("ctrl",), min_length=1)
+    responsible: OwnVoiceSource = Field(
+        default_factory=lambda: OwnVoiceSource(source="harmful-qa", offset=64, limit=200))
+    anchors: OwnVoiceSource = Field(
+        default_factory=lambda: OwnVoiceSource(source="everyday", offset=0, limit=200))
+    # Dose of a stage made of safety data only (`pre`'s immunize, `post`/`auto`'s restore):
+    # None = the customer's n_epochs / learning_rate.
+    safety_epochs: int | None = Field(None, ge=1, le=50)
+    safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
     curation: CurationSpec = Field(default_factory=CurationSpec)
+
+    @field_validator("parts")
+    @classmethod
+    def _distinct_parts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"parts lists a part twice: {list(value)}")
+        return value
+
     max_asr: float | None = Field(None, ge=0, le=1)  # `auto`: allowed ASR rise over the base
     auto_max_rounds: int = Field(3, ge=1, le=20)  # `auto`: budget of `post` restore rounds
     curated_file: str | None = None  # use this chat JSONL as the safety corpus (no curation)
@@ -63,6 +99,8 @@ class SafetySpec(BaseModel):
     eval_limit: int = Field(20, ge=1)
     benign_prompts: str | None = "chatterbot"
     benign_limit: int = Field(20, ge=1)
+    borderline_prompts: str | None = None  # safe prompts that sound unsafe, e.g. "borderline"
+    borderline_limit: int = Field(20, ge=1)
 
 
 class JobSpec(BaseModel):

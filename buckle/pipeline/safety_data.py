@@ -1,0 +1,128 @@
+"""The safety data a policy trains on, built from named parts and never overlapping evaluation.
+
+Safety corpus v2 is the union of the parts a job names (`SafetySpec.parts`), each built once per
+base model and cached content-addressed, each switchable off for ablation:
+  ctrl         CTRL revisions of `curation.source` (`buckle.curation.curate_source`);
+  responsible  the base model's own declines of harmful prompts (`own_voice`, kind responsible);
+  anchors      the base model's own answers to ordinary prompts (`own_voice`, kind anchors).
+The `uncurated` control uses the ctrl part's items before revision; `refusal-mix` uses fixed
+refusal texts (`policies.refusal_pairs`). Every evaluation prompt is removed from every part.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+from buckle.curation import CurationConfig, curate_source
+from buckle.curation.own_voice import OwnVoiceSpec, build_own_voice
+from buckle.data.records import Conversation
+from buckle.data.sources import load_prompts
+from buckle.data.validation import load_conversations_jsonl
+from buckle.pipeline.policies import SafetyPolicy, refusal_pairs
+from buckle.pipeline.spec import ANCHORS_SOURCE, JobSpec
+
+
+class Events(Protocol):
+    """What the builders need of the pipeline's event sink."""
+
+    def __call__(self, event: Any, message: str, within: float = 0.0,
+                 phase: str | None = None, **data: Any) -> None: ...
+
+    @property
+    def should_cancel(self) -> Any: ...
+
+
+def safety_data(policy: SafetyPolicy, spec: JobSpec, base: Any, held_out: set[str],
+                events: Events) -> tuple[list[Conversation], dict[str, Any]]:
+    """The policy's safety items, with every evaluation prompt removed (held-out sets)."""
+    s = spec.safety
+    if policy.safety_data == "none":
+        return [], {}
+    if policy.safety_data == "refusal":
+        prompts = [p.prompt for p in load_prompts(s.refusal_prompts, offset=s.refusal_offset)]
+        items = refusal_pairs([p for p in prompts if p.strip() not in held_out])
+        events("curate", f"{len(items)} refusal pairs from {s.refusal_prompts}", 1.0,
+               source=s.refusal_prompts, items=len(items))
+        return items, {"kind": "refusal", "source": s.refusal_prompts, "items": len(items)}
+    if s.curated_file:
+        items = load_conversations_jsonl(s.curated_file)
+        info: dict[str, Any] = {"kind": "file", "path": s.curated_file}
+    elif policy.safety_data == "uncurated":
+        items, info = _ctrl_part(spec, base, events, held_out, curated=False)
+    else:
+        items, parts = [], {}
+        for name in s.parts:
+            part_items, part_info = _PARTS[name](spec, base, events, held_out)
+            kept = [c for c in part_items if c.prompt.strip() not in held_out]
+            items += kept
+            parts[name] = {**part_info, "items": len(kept)}
+        info = {"kind": "curated", "parts": parts}
+        if list(parts) == ["ctrl"]:  # the v1 layout, which reports and the service read
+            info.update(parts["ctrl"])
+    kept = [c for c in items if c.prompt.strip() not in held_out]
+    info.update(items=len(kept), dropped_overlapping_eval=len(items) - len(kept))
+    if not kept:
+        raise ValueError("every safety item overlaps the evaluation prompts; choose another "
+                         "curation source or offset")
+    return kept, info
+
+
+def _ctrl_part(spec: JobSpec, base: Any, events: Events, held_out: set[str],
+               curated: bool = True) -> tuple[list[Conversation], dict[str, Any]]:
+    c = spec.safety.curation
+    config = CurationConfig.preset(c.preset, **{"seed": spec.seed, **c.overrides})
+    source = c.source
+    if source == ANCHORS_SOURCE:  # revise the base model's own everyday answers
+        _, anchors = _PARTS["anchors"](spec, base, events, held_out)
+        source = str(Path(anchors["path"]) / "corpus.jsonl")
+    events("curate", f"curating {c.limit} items of {c.source} ({c.preset} grid)")
+
+    def on_progress(p: Any) -> None:
+        events("curate", f"curated {p.items_done}/{p.items_total} items",
+               p.items_done / max(1, p.items_total), items_done=p.items_done,
+               candidates=p.candidates)
+
+    corpus = curate_source(base, source, config, limit=c.limit, offset=c.offset,
+                           skip_invalid=True, progress=on_progress,
+                           should_cancel=events.should_cancel)
+    # With a safety floor (the v2 preset) an item none of whose revisions carried a safety
+    # implication is left out, and the uncurated control takes the same items (equal count).
+    chosen = [it for it in corpus.items if it.revised or config.min_safety == 0]
+    items = [it.curated if curated else it.original for it in chosen]
+    events("curate", f"corpus {corpus.key} ready ({'reused' if corpus.cached else 'built'})",
+           1.0, config_hash=config.config_hash(), source=c.source, path=str(corpus.path),
+           items=len(items), config=json.loads(config.to_json()), cached=corpus.cached)
+    return items, {"kind": "curated" if curated else "uncurated", "key": corpus.key,
+                   "path": str(corpus.path), "config_hash": config.config_hash(),
+                   "source": c.source, "cached": corpus.cached, "summary": corpus.summary}
+
+
+def _own_voice_part(kind: str):
+    def build(spec: JobSpec, base: Any, events: Events,
+              held_out: set[str]) -> tuple[list[Conversation], dict[str, Any]]:
+        src = getattr(spec.safety, kind)
+        part_spec = OwnVoiceSpec(kind=kind, **src.model_dump())
+        events("curate", f"{kind}: the base model answers {src.limit} prompts of {src.source}")
+
+        def on_progress(done: int, total: int) -> None:
+            events("curate", f"{kind}: {done}/{total} prompts answered", done / max(1, total),
+                   part=kind, items_done=done)
+
+        part = build_own_voice(base, part_spec, exclude=held_out, progress=on_progress,
+                               should_cancel=events.should_cancel)
+        events("curate", f"{kind} part {part.key} ready ({'reused' if part.cached else 'built'})"
+               f": kept {part.summary['kept']} of {part.summary['prompts']}", 1.0, part=kind,
+               path=str(part.path), cached=part.cached, items=part.summary["kept"])
+        return part.conversations, {"kind": kind, "key": part.key, "path": str(part.path),
+                                    "source": src.source, "cached": part.cached,
+                                    "summary": part.summary}
+    return build
+
+
+_PARTS = {
+    "ctrl": _ctrl_part,
+    "responsible": _own_voice_part("responsible"),
+    "anchors": _own_voice_part("anchors"),
+}
