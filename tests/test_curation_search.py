@@ -118,6 +118,16 @@ def test_prompt_echo_finds_the_template_scaffolding_and_nothing_else():
     assert PromptEcho("Fix {response} for {query}")("Question: x", "y") is None
 
 
+def test_prompt_echo_catches_a_reply_that_names_its_instruction():
+    echo = PromptEcho(CurationConfig.preset("v2").revision_prompt)
+    assert echo("You can use the practical safety point outlined above.", "Read often.") == \
+        "practical safety point"
+    assert echo("Wear gloves when handling bleach and open a window.", "Use bleach.") is None
+    # the original already saying it is no echo
+    assert echo("A practical safety point: unplug it.", "A practical safety point: unplug it") \
+        is None
+
+
 def test_collect_drops_prompt_echoes_and_counts_them(default_model, engine, items):
     echo_text = f"Question: {items[0].prompt} Answer: {items[0].response}"
     results = [GenerationResult(t, [1], reason, 10) for t, reason in

@@ -17,9 +17,10 @@ from buckle.evaluation import (
 )
 
 TOP_KEYS = ["model", "adapter", "prompt_set", "n", "asr", "keyword_asr", "harmful_rate",
-            "over_refusal_rate",
-            "mean_rubric_score", "rubric_unscored", "judges", "benign_prompt_set", "created_at",
-            "settings", "per_prompt", "per_benign_prompt", "schema_version"]
+            "over_refusal_rate", "borderline_over_refusal_rate",
+            "mean_rubric_score", "rubric_unscored", "judges", "benign_prompt_set",
+            "borderline_prompt_set", "created_at", "settings", "per_prompt", "per_benign_prompt",
+            "per_borderline_prompt", "schema_version"]
 ROW_KEYS = ["id", "prompt", "response", "refused", "harmful", "p_harmful", "rubric_score",
             "category", "keyword_refused"]
 METRIC_KEYS = ["value", "ci_low", "ci_high", "n"]

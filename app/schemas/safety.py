@@ -25,7 +25,7 @@ from pydantic import (
 from app.schemas.common import STRICT_INPUT
 from app.schemas.refs import ref_field
 from buckle.curation.config import CurationConfig
-from buckle.pipeline.spec import CorpusPart, PolicyName
+from buckle.pipeline.spec import CorpusPart, PolicyName, distinct_parts
 
 # Upper bounds of what a customer can ask for (documented in docs/service.md).
 MAX_CURATION_ITEMS = 2000  # TamperBench's CTRL corpus size
@@ -127,12 +127,8 @@ class SafetyIn(BaseModel):
     safety_epochs: int | None = Field(None, ge=1, le=50)
     safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
 
-    @field_validator("parts")
-    @classmethod
-    def _distinct_parts(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"parts lists a part twice: {value}")
-        return value
+    _distinct_parts = field_validator("parts")(classmethod(
+        lambda cls, value: distinct_parts(value)))
     curation: CurationIn = Field(default_factory=CurationIn)
     max_asr: float | None = Field(None, ge=0, le=1)
     auto_max_rounds: int = Field(3, ge=1, le=20)

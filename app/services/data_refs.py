@@ -23,7 +23,7 @@ from app.schemas.safety import SafetyIn
 from app.services.base_models import base_models
 from app.storage import ArtifactStore
 from buckle.data import conversation_sources, list_sources
-from buckle.pipeline.spec import SafetySpec
+from buckle.pipeline.spec import ANCHORS_SOURCE, SafetySpec
 
 # The file purpose each kind of reference needs.
 _PURPOSE: dict[str, str] = {"training-file": "fine-tune", "conversations": "fine-tune",
@@ -42,8 +42,8 @@ class Ref:
 def _builtins(kind: RefKind) -> list[str]:
     if kind == "prompts":
         return list(list_sources())
-    if kind == "conversations":
-        return conversation_sources()
+    if kind == "conversations":  # + the anchors part, which CTRL v2 may revise
+        return [*conversation_sources(), ANCHORS_SOURCE]
     if kind in ("base-model", "model"):
         return sorted(base_models())
     return []

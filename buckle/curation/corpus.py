@@ -41,7 +41,7 @@ from buckle.generation.engine import GenerationEngine
 from buckle.generation.sampling import SAMPLER_VERSION
 from buckle.settings import buckle_home
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: echoes include 3 content words of the instructions
 DEFAULT_CHUNK_SIZE = 8
 
 

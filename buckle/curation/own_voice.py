@@ -8,8 +8,8 @@ customization carry no new style: training on them re-anchors the fine-tune wher
 was — declining what it declined (`responsible`) and answering what it answered (`anchors`).
 
 Only replies the judges agree with are kept: a `responsible` reply must be a refusal
-(`refusal`) and not harmful (`harm`); an `anchors` reply must be neither a refusal (`refusal`,
-`decline`) nor harmful. A reply cut by the token cap is cut back to its last sentence end, or
+(`refusal`) and not harmful (`harm`); an `anchors` reply must not be a refusal (`refusal`,
+`decline`). A reply cut by the token cap is cut back to its last sentence end, or
 dropped if that leaves too little (a truncated reply would teach cut-off answers).
 
 Each part is built once per (model, part spec, prompts, judges' weights) and stored
@@ -37,7 +37,7 @@ from buckle.data.sources import load_prompts
 from buckle.errors import Cancelled
 from buckle.settings import buckle_home
 
-OWN_VOICE_VERSION = 1
+OWN_VOICE_VERSION = 2  # 2: anchors keep replies the harm judge flags
 CHUNK = 32
 Kind = Literal["responsible", "anchors"]
 
@@ -86,10 +86,16 @@ class OwnVoicePart:
 
 
 def keep(kind: Kind, refused: bool, declined: bool, harmful: bool) -> tuple[bool, str]:
-    """The keep rule of a part (see the module docstring), with the reason when it says no."""
-    if harmful:
-        return False, "judged harmful"
+    """The keep rule of a part (see the module docstring), with the reason when it says no.
+
+    `anchors` ignore the harm verdict (it is recorded): their prompts are ordinary by
+    construction, and the harm judge's request gate flags 20% of everyday instructions
+    ("How do I make a tomato sauce?", measured on the first anchors build) — mostly the
+    safety-flavoured ones an anchor set needs most.
+    """
     if kind == "responsible":
+        if harmful:
+            return False, "judged harmful"
         return (True, "declined") if refused else (False, "not a refusal")
     if refused or declined:
         return False, "refused an ordinary prompt"

@@ -29,6 +29,7 @@ from typing import Any
 from buckle.curation.config import CurationConfig
 from buckle.curation.objective import QualityScorers, Scores, floor_failures, objective_key
 from buckle.curation.perplexity import response_perplexities
+from buckle.curation.scorers import STOPWORDS
 from buckle.curation.text import cut_at_sentence_end
 from buckle.data.records import Conversation, Message
 from buckle.generation.engine import GenerationEngine, encode_chat
@@ -38,6 +39,7 @@ KEPT_ORIGINAL = "no revision passed the quality floors; original kept"
 # A label line of the revision template ("Question:", "Answer:"): how echoes start.
 _LABEL = re.compile(r"([A-Za-z][A-Za-z ]{0,30}:)\s*$")
 ECHO_SHINGLE = 8  # words of the template's instructions in a row that count as an echo
+PHRASE_WORDS = 3  # content words of the instructions in a row that count as an echo
 # Preambles small models put before the text they were asked for ("Rewritten response:", ...).
 _PREAMBLE = re.compile(
     r"^\s*(?:(?:here(?:'s| is) (?:the |a |my )?)?(?:rewritten|revised|updated|improved|"
@@ -139,6 +141,10 @@ class PromptEcho:
                               for line in lit.splitlines()
                               if (m := _LABEL.search(line.strip()))})
         self.shingles = {s for lit in literals for s in _shingles(lit)}
+        # three content words of the instructions in a row ("practical safety point"): a reply
+        # that names the instruction is describing its task, not doing it (seen with a 0.5B
+        # reviser: "you can use the practical safety point outlined above")
+        self.phrases = {s for lit in literals for s in _content_phrases(lit)}
 
     def __call__(self, text: str, original: str) -> str | None:
         """The echoed fragment, or None if `text` does not echo the template."""
@@ -149,7 +155,17 @@ class PromptEcho:
         for shingle in _shingles(text):
             if shingle in self.shingles and shingle not in orig:
                 return shingle
+        for phrase in _content_phrases(text):
+            if phrase in self.phrases and phrase not in orig:
+                return phrase
         return None
+
+
+def _content_phrases(text: str) -> list[str]:
+    """Runs of PHRASE_WORDS words none of which is a stopword."""
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return [" ".join(words[i:i + PHRASE_WORDS]) for i in range(len(words) - PHRASE_WORDS + 1)
+            if not any(w in STOPWORDS for w in words[i:i + PHRASE_WORDS])]
 
 
 def _shingles(text: str) -> list[str]:

@@ -221,6 +221,13 @@ def _auto_rounds(spec: JobSpec, base: Any, base_report: SafetyReport, adapter: P
         report, _ = _evaluate_cached(base, eval_config, adapter, work / "eval", events)
         rounds.append({"round": r, "stage": stage.name, "asr": _asr(report),
                        "base_asr": base_asr})
+    met = _asr(report) - base_asr <= allowed
+    rounds[-1]["target_met"] = met
+    if not met:  # say so: the adapter is released, but its report must not read as a success
+        events("evaluate", f"auto: ASR {_asr(report):.0%} is still above the target "
+               f"{base_asr + allowed:.0%} after {len(rounds) - 1} restore rounds (budget "
+               f"auto_max_rounds={spec.safety.auto_max_rounds})", 1.0, target_met=False,
+               asr=_asr(report), target=base_asr + allowed)
     return adapter, report, rounds
 
 

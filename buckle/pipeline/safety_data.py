@@ -53,8 +53,9 @@ def safety_data(policy: SafetyPolicy, spec: JobSpec, base: Any, held_out: set[st
         items, info = _ctrl_part(spec, base, events, held_out, curated=False)
     else:
         items, parts = [], {}
-        for name in s.parts:
-            part_items, part_info = _PARTS[name](spec, base, events, held_out)
+        for k, name in enumerate(s.parts):
+            part_events = _PartEvents(events, k, len(s.parts))
+            part_items, part_info = _PARTS[name](spec, base, part_events, held_out)
             kept = [c for c in part_items if c.prompt.strip() not in held_out]
             items += kept
             parts[name] = {**part_info, "items": len(kept)}
@@ -69,14 +70,30 @@ def safety_data(policy: SafetyPolicy, spec: JobSpec, base: Any, held_out: set[st
     return kept, info
 
 
+class _PartEvents:
+    """Part k of n owns the k-th slice of the curate phase, so progress never runs backwards."""
+
+    def __init__(self, events: Events, k: int, n: int) -> None:
+        self._events, self._k, self._n = events, k, n
+
+    def __call__(self, event: Any, message: str, within: float = 0.0,
+                 phase: str | None = None, **data: Any) -> None:
+        self._events(event, message, (self._k + within) / self._n, phase, **data)
+
+    @property
+    def should_cancel(self) -> Any:
+        return self._events.should_cancel
+
+
 def _ctrl_part(spec: JobSpec, base: Any, events: Events, held_out: set[str],
                curated: bool = True) -> tuple[list[Conversation], dict[str, Any]]:
     c = spec.safety.curation
     config = CurationConfig.preset(c.preset, **{"seed": spec.seed, **c.overrides})
     source = c.source
     if source == ANCHORS_SOURCE:  # revise the base model's own everyday answers
-        _, anchors = _PARTS["anchors"](spec, base, events, held_out)
+        _, anchors = _PARTS["anchors"](spec, base, _PartEvents(events, 0, 2), held_out)
         source = str(Path(anchors["path"]) / "corpus.jsonl")
+        events = _PartEvents(events, 1, 2)
     events("curate", f"curating {c.limit} items of {c.source} ({c.preset} grid)")
 
     def on_progress(p: Any) -> None:

@@ -8,7 +8,7 @@ machinery to do so. Everything here is plain pydantic, JSON-serialisable, with n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -51,6 +51,13 @@ CorpusPart = Literal["ctrl", "responsible", "anchors"]
 ANCHORS_SOURCE = "anchors"
 
 
+def distinct_parts(value: Sequence[str]) -> Sequence[str]:
+    """`parts` validator shared with the API schema: each part at most once."""
+    if len(set(value)) != len(value):
+        raise ValueError(f"parts lists a part twice: {list(value)}")
+    return value
+
+
 class OwnVoiceSource(BaseModel):
     """Prompts the base model answers in its own voice for an own-voice corpus part."""
 
@@ -83,12 +90,8 @@ class SafetySpec(BaseModel):
     safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
     curation: CurationSpec = Field(default_factory=CurationSpec)
 
-    @field_validator("parts")
-    @classmethod
-    def _distinct_parts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"parts lists a part twice: {list(value)}")
-        return value
+    _distinct_parts = field_validator("parts")(classmethod(
+        lambda cls, value: distinct_parts(value)))
 
     max_asr: float | None = Field(None, ge=0, le=1)  # `auto`: allowed ASR rise over the base
     auto_max_rounds: int = Field(3, ge=1, le=20)  # `auto`: budget of `post` restore rounds
