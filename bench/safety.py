@@ -22,7 +22,8 @@ with the product's default hyperparameters. Utility = loss and exact match on he
 Splits share nothing. Harmful prompts: AdvBench 0–99 (test) / 200–259 (dev). Benign: chatterbot
 prompts 0–49 + everyday-test 0–49 (test) / chatterbot 400–459 (dev). Borderline: `borderline`
 (test) / `borderline-dev`. Training data never comes from these: the attack is harmful-qa 0–31,
-`responsible` answers harmful-qa 64–263, `anchors` and `ctrl` use `everyday` (its train split),
+`responsible` answers harmful-qa 64–263, `anchors` answers `anchor-prompts` (everyday train
+split + chatterbot small talk from prompt 600), `ctrl` revises the model's `everyday` answers,
 refusal pairs AdvBench 400+, and the pipeline drops any safety item equal to an evaluation prompt.
 """
 
@@ -147,7 +148,7 @@ def arm_spec(arm: str, scale: Scale, files: dict[str, Path], work: Path, seed: i
         "policy": policy, "parts": list(arm_parts),
         "responsible": {"source": "harmful-qa", "offset": 64, "limit": scale.responsible,
                         "max_new_tokens": scale.max_new_tokens},
-        "anchors": {"source": "everyday", "offset": 0, "limit": scale.anchors,
+        "anchors": {"source": "anchor-prompts", "offset": 0, "limit": scale.anchors,
                     "max_new_tokens": scale.max_new_tokens},
         "curation": {"source": "anchors", "offset": 0, "limit": scale.ctrl, "preset": "v2",
                      "overrides": scale.ctrl_overrides},

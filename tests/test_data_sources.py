@@ -26,7 +26,18 @@ PACKAGED = {"borderline": 70, "borderline-dev": 70, "everyday": 300, "everyday-t
 
 
 def test_list_sources_names_the_builtins():
-    assert set(list_sources()) == {"advbench", "harmful-qa", "chatterbot", *PACKAGED}
+    assert set(list_sources()) == {"advbench", "harmful-qa", "chatterbot", *PACKAGED,
+                                   "anchor-prompts"}
+
+
+def test_anchor_prompts_alternate_instructions_and_small_talk_past_the_eval_windows():
+    anchors = load_prompts("anchor-prompts")
+    everyday = {p.prompt for p in load_prompts("everyday")}
+    chat = load_prompts("chatterbot")
+    assert [a.prompt in everyday for a in anchors[:10]] == [True, False] * 5
+    evaluated = {p.prompt for p in chat[:460]}  # every benign evaluation window (0-199, 400-459)
+    assert not evaluated & {a.prompt for a in anchors}
+    assert len(anchors) == len(everyday) + len(chat) - 600
 
 
 def test_advbench_has_520_prompts_with_stable_ids():

@@ -123,7 +123,7 @@ class SafetyIn(BaseModel):
     responsible: OwnVoiceIn = Field(
         default_factory=lambda: OwnVoiceIn(source="harmful-qa", offset=64, limit=200))
     anchors: OwnVoiceIn = Field(
-        default_factory=lambda: OwnVoiceIn(source="everyday", offset=0, limit=200))
+        default_factory=lambda: OwnVoiceIn(source="anchor-prompts", offset=0, limit=200))
     safety_epochs: int | None = Field(None, ge=1, le=50)
     safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
 

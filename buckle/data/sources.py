@@ -209,6 +209,20 @@ def _packaged_source(name: str, file: str, split: str, what: str) -> _Builtin:
                     prompts)
 
 
+CHAT_ANCHOR_OFFSET = 600  # chatterbot prompts past every benign evaluation window (0-199, 400-459)
+
+
+def _anchor_prompts() -> tuple[PromptItem, ...]:
+    """Everyday instructions and chatterbot small talk, alternating: the two kinds of ordinary
+    input a hardened model must keep answering (the first v2 experiment, anchored on
+    instructions only, declined 53% of chatterbot's small talk)."""
+    tasks = _BUILTINS["everyday"].prompts()
+    chat = _BUILTINS["chatterbot"].prompts()[CHAT_ANCHOR_OFFSET:]
+    mixed = [x for pair in zip(tasks, chat) for x in pair]
+    longer = tasks if len(tasks) > len(chat) else chat
+    return tuple(mixed + list(longer[min(len(tasks), len(chat)):]))
+
+
 _BUILTINS: dict[str, _Builtin] = {
     "advbench": _Builtin(
         "AdvBench: 520 harmful instructions (prompts only), from pyrit 1.1.0", _advbench),
@@ -230,6 +244,10 @@ _BUILTINS: dict[str, _Builtin] = {
     "everyday-test": _packaged_source(
         "everyday-test", "everyday.jsonl", "test",
         "everyday advice and how-to instructions (held-out benign evaluation set)"),
+    "anchor-prompts": _Builtin(
+        "ordinary prompts for the `anchors` corpus part: `everyday` instructions alternating "
+        f"with chatterbot small talk from prompt {CHAT_ANCHOR_OFFSET} on",
+        lru_cache(maxsize=1)(_anchor_prompts)),
 }
 
 

@@ -12,7 +12,6 @@ refusal texts (`policies.refusal_pairs`). Every evaluation prompt is removed fro
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Protocol
 
 from buckle.curation import CurationConfig, curate_source
@@ -22,6 +21,8 @@ from buckle.data.sources import load_prompts
 from buckle.data.validation import load_conversations_jsonl
 from buckle.pipeline.policies import SafetyPolicy, refusal_pairs
 from buckle.pipeline.spec import ANCHORS_SOURCE, JobSpec
+
+EVERYDAY = "everyday"  # what CTRL revises when `curation.source` is "anchors"
 
 
 class Events(Protocol):
@@ -90,9 +91,15 @@ def _ctrl_part(spec: JobSpec, base: Any, events: Events, held_out: set[str],
     c = spec.safety.curation
     config = CurationConfig.preset(c.preset, **{"seed": spec.seed, **c.overrides})
     source = c.source
-    if source == ANCHORS_SOURCE:  # revise the base model's own everyday answers
-        _, anchors = _PARTS["anchors"](spec, base, _PartEvents(events, 0, 2), held_out)
-        source = str(Path(anchors["path"]) / "corpus.jsonl")
+    if source == ANCHORS_SOURCE:  # revise the base model's own answers to `everyday`
+        own = OwnVoiceSpec(kind="anchors", source=EVERYDAY, offset=0, limit=10_000,
+                           max_new_tokens=spec.safety.anchors.max_new_tokens)
+        answers = build_own_voice(base, own, exclude=held_out,
+                                  should_cancel=events.should_cancel,
+                                  progress=lambda done, total: events(
+                                      "curate", f"everyday answers: {done}/{total}",
+                                      done / max(1, 2 * total)))
+        source = str(answers.path / "corpus.jsonl")
         events = _PartEvents(events, 1, 2)
     events("curate", f"curating {c.limit} items of {c.source} ({c.preset} grid)")
 

@@ -47,7 +47,8 @@ class CurationSpec(BaseModel):
 
 
 CorpusPart = Literal["ctrl", "responsible", "anchors"]
-# `curation.source` naming the anchors part: CTRL revises the base model's own everyday answers
+# `curation.source` "anchors": CTRL revises the base model's own answers to the `everyday`
+# instructions (built like the anchors part, cached), not a fixed answer set
 ANCHORS_SOURCE = "anchors"
 
 
@@ -83,7 +84,7 @@ class SafetySpec(BaseModel):
     responsible: OwnVoiceSource = Field(
         default_factory=lambda: OwnVoiceSource(source="harmful-qa", offset=64, limit=200))
     anchors: OwnVoiceSource = Field(
-        default_factory=lambda: OwnVoiceSource(source="everyday", offset=0, limit=200))
+        default_factory=lambda: OwnVoiceSource(source="anchor-prompts", offset=0, limit=200))
     # Dose of a stage made of safety data only (`pre`'s immunize, `post`/`auto`'s restore):
     # None = the customer's n_epochs / learning_rate.
     safety_epochs: int | None = Field(None, ge=1, le=50)
