@@ -11,11 +11,8 @@ Data (all offline, pinned; nothing from an evaluation set is trained on):
   positives  PyRIT objective prompts of the TRAIN split (`harm_data.holdout_split`; MIT) and the
              harmful-qa prompts (PyRIT many-shot examples judged "Harmful"; MIT);
   negatives  chatterbot-corpus conversations 200+ (BSD-3) whose prompt is not among Buckle's first
-             200 benign evaluation prompts, `benign_instructions()`: templated benign task
-             requests in the imperative style harmful objectives use, and the train split of
-             Buckle's `everyday` instructions (written for Buckle; `everyday-test` is never
-             trained on), added after the first anchors build showed the gate flagging 20% of
-             everyday answers.
+             200 benign evaluation prompts, and `benign_instructions()`: templated benign task
+             requests in the imperative style harmful objectives use.
 Held out (never fitted or chosen on): the objective held-out split's prompts (positives) and the
 200 chatterbot evaluation prompts (negatives); AdvBench (Buckle's harmful evaluation set) and
 PyRIT's harm/*.csv prompts are reported as further tests. Features: MiniLM prompt embedding
@@ -107,13 +104,10 @@ def _data() -> dict[str, list[str]]:
     return {
         "pos": sorted({r.prompt for r in train}
                       | {c.prompt for c in load_conversations("harmful-qa")}),
-        "neg": sorted(set(benign_train) | set(benign_instructions())
-                      | {p.prompt for p in load_prompts("everyday")}),
+        "neg": sorted(set(benign_train) | set(benign_instructions())),
         "held_pos": held_prompts,
         "held_neg": sorted(eval_prompts),
         "advbench": [p.prompt for p in load_prompts("advbench")],
-        "everyday_test": [p.prompt for p in load_prompts("everyday-test")],
-        "borderline_dev": [p.prompt for p in load_prompts("borderline-dev")],
     }
 
 
@@ -167,7 +161,7 @@ def main() -> int:
 
     held = {name: {"n": len(data[name]),
                    "share_flagged": round(float((p(data[name]) >= 0.5).mean()), 4)}
-            for name in ("held_pos", "held_neg", "advbench", "everyday_test", "borderline_dev")}
+            for name in ("held_pos", "held_neg", "advbench")}
     doc = {
         "format": "buckle.request_gate/v1",
         "encoder": {"wheel_sha256": MINILM_WHEEL_SHA256, "max_length": max_length},
