@@ -25,7 +25,13 @@ from pydantic import (
 from app.schemas.common import STRICT_INPUT
 from app.schemas.refs import ref_field
 from buckle.curation.config import CurationConfig
-from buckle.pipeline.spec import CorpusPart, PolicyName, distinct_parts
+from buckle.pipeline.spec import (
+    DEFAULT_ANCHORS,
+    DEFAULT_RESPONSIBLE,
+    CorpusPart,
+    PolicyName,
+    distinct_parts,
+)
 
 # Upper bounds of what a customer can ask for (documented in docs/service.md).
 MAX_CURATION_ITEMS = 2000  # TamperBench's CTRL corpus size
@@ -120,10 +126,8 @@ class SafetyIn(BaseModel):
     policy: PolicyName = "during"
     curated_ratio: float = Field(0.25, gt=0, lt=1)
     parts: list[CorpusPart] = Field(["ctrl"], min_length=1, max_length=3)
-    responsible: OwnVoiceIn = Field(
-        default_factory=lambda: OwnVoiceIn(source="harmful-qa", offset=64, limit=200))
-    anchors: OwnVoiceIn = Field(
-        default_factory=lambda: OwnVoiceIn(source="anchor-prompts", offset=0, limit=200))
+    responsible: OwnVoiceIn = Field(default_factory=lambda: OwnVoiceIn(**DEFAULT_RESPONSIBLE))
+    anchors: OwnVoiceIn = Field(default_factory=lambda: OwnVoiceIn(**DEFAULT_ANCHORS))
     safety_epochs: int | None = Field(None, ge=1, le=50)
     safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
 

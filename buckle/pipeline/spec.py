@@ -59,6 +59,12 @@ def distinct_parts(value: Sequence[str]) -> Sequence[str]:
     return value
 
 
+# Defaults of the own-voice parts (the API schema uses the same): harmful-qa past the attack
+# data of the experiments (0-31); ordinary prompts past every benign evaluation window.
+DEFAULT_RESPONSIBLE = {"source": "harmful-qa", "offset": 64, "limit": 200}
+DEFAULT_ANCHORS = {"source": "anchor-prompts", "offset": 0, "limit": 200}
+
+
 class OwnVoiceSource(BaseModel):
     """Prompts the base model answers in its own voice for an own-voice corpus part."""
 
@@ -77,14 +83,13 @@ class SafetySpec(BaseModel):
 
     policy: PolicyName = "during"
     curated_ratio: float = Field(0.25, gt=0, lt=1)  # share of curated items in the `during` mix
-    # The safety corpus v2 is the union of these named parts (`buckle.curation.safety_corpus`):
+    # The safety corpus v2 is the union of these named parts (`buckle.pipeline.safety_data`):
     # "ctrl" = CTRL revisions of `curation.source`; "responsible" = the base model's own
     # declines of `responsible.source`; "anchors" = its own answers to `anchors.source`.
     parts: tuple[CorpusPart, ...] = Field(("ctrl",), min_length=1)
     responsible: OwnVoiceSource = Field(
-        default_factory=lambda: OwnVoiceSource(source="harmful-qa", offset=64, limit=200))
-    anchors: OwnVoiceSource = Field(
-        default_factory=lambda: OwnVoiceSource(source="anchor-prompts", offset=0, limit=200))
+        default_factory=lambda: OwnVoiceSource(**DEFAULT_RESPONSIBLE))
+    anchors: OwnVoiceSource = Field(default_factory=lambda: OwnVoiceSource(**DEFAULT_ANCHORS))
     # Dose of a stage made of safety data only (`pre`'s immunize, `post`/`auto`'s restore):
     # None = the customer's n_epochs / learning_rate.
     safety_epochs: int | None = Field(None, ge=1, le=50)
