@@ -6,8 +6,10 @@ Both arms fine-tune the default model for one epoch on the same real conversatio
 variable lengths (chatterbot Q/A + harmful-qa answers, shuffled together), the same LoRA config
 (r=16, alpha=32, dropout 0.05, all linear projections), batch size 8, AdamW, linear schedule,
 loss on the same assistant tokens (labels from `buckle.training.encode_conversation`; the HF arm
-masks the rest with -100). The HF arm is what a plain recipe does: random batches padded to the
-longest row (`DataCollatorForSeq2Seq`), full-vocabulary logits at every position.
+masks the rest with -100), the same precision (bf16 autocast where the CPU multiplies bf16, as
+Buckle's `autocast="auto"`; fp32 elsewhere). The HF arm is what a plain recipe does: random
+batches padded to the longest row (`DataCollatorForSeq2Seq`), full-vocabulary logits at every
+position.
 
 Reported per arm: useful (non-padding) tokens per second of training (model load and data prep
 excluded), padded tokens fed, and peak RSS. Each arm runs in its own subprocess so the peak RSS of
@@ -112,6 +114,7 @@ def run_hf(convs: list, args: argparse.Namespace) -> dict:
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     from buckle.models import load_model
+    from buckle.models.device import cpu_has_native_bf16
     from buckle.training import encode_conversation
 
     base = load_model(MODEL)
@@ -141,6 +144,8 @@ def run_hf(convs: list, args: argparse.Namespace) -> dict:
             learning_rate=STEP["learning_rate"], warmup_steps=STEP["warmup_ratio"],
             max_grad_norm=STEP["max_grad_norm"], lr_scheduler_type="linear", weight_decay=0.0,
             save_strategy="no", report_to=[], seed=args.seed, use_cpu=True,
+            # the baseline's best configuration: bf16 exactly where ours uses it
+            bf16=cpu_has_native_bf16(),
             dataloader_num_workers=0, logging_steps=1, disable_tqdm=True)
         trainer = Trainer(model=model, args=targs, train_dataset=rows,
                           data_collator=counting_collator)

@@ -114,20 +114,21 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
 
     base_report = adapter_report = base_report_path = None
     rounds: list[dict[str, Any]] = []
+    models = _Models(base)
     if spec.evaluate or isinstance(policy, AutoPolicy):
-        base_report, base_report_path = _evaluate_cached(base, eval_config, None,
+        base_report, base_report_path = _evaluate_cached(models, eval_config, None,
                                                          buckle_home() / "evals", events)
-        adapter_report, _ = _evaluate_cached(base, eval_config, adapter, work / "eval", events)
+        adapter_report, _ = _evaluate_cached(models, eval_config, adapter, work / "eval", events)
         if isinstance(policy, AutoPolicy):
             adapter, adapter_report, rounds = _auto_rounds(
-                spec, base, base_report, adapter, adapter_report, safety, trainer, eval_config,
+                spec, models, base_report, adapter, adapter_report, safety, trainer, eval_config,
                 work, events)
 
     utility = None
     if spec.evaluate and validation:
-        utility = {"base": _utility_cached(base, None, validation, buckle_home() / "evals",
+        utility = {"base": _utility_cached(models, None, validation, buckle_home() / "evals",
                                            events),
-                   "adapter": _utility_cached(base, adapter, validation, work / "eval", events)}
+                   "adapter": _utility_cached(models, adapter, validation, work / "eval", events)}
     events("save", "writing the adapter and its safety report")
     out = _save(work, spec, policy, adapter, adapter_report, base_report, stages, corpus_info,
                 rounds)
@@ -204,7 +205,7 @@ class _StageTrainer:
         return Path(result.adapter_dir)
 
 
-def _auto_rounds(spec: JobSpec, base: Any, base_report: SafetyReport, adapter: Path,
+def _auto_rounds(spec: JobSpec, models: _Models, base_report: SafetyReport, adapter: Path,
                  report: SafetyReport, safety: list[Conversation], trainer: _StageTrainer,
                  eval_config: EvalConfig, work: Path,
                  events: _Events) -> tuple[Path, SafetyReport, list[dict[str, Any]]]:
@@ -218,7 +219,7 @@ def _auto_rounds(spec: JobSpec, base: Any, base_report: SafetyReport, adapter: P
         events.check(f"before restore round {r}")
         stage = AutoPolicy.restore_stage(safety, r)
         adapter = trainer.run_stage(stage, AUTO_STAGE_BASE + r, adapter)
-        report, _ = _evaluate_cached(base, eval_config, adapter, work / "eval", events)
+        report, _ = _evaluate_cached(models, eval_config, adapter, work / "eval", events)
         rounds.append({"round": r, "stage": stage.name, "asr": _asr(report),
                        "base_asr": base_asr})
     met = _asr(report) - base_asr <= allowed
@@ -254,7 +255,26 @@ def _evaluation_prompts(config: EvalConfig) -> set[str]:
     return texts
 
 
-def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder: Path,
+class _Models:
+    """The base model and the last adapter loaded on it, so a round's evaluation and utility
+    share one load (a 0.5B model takes seconds to load); older adapters are let go."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self._adapter: Path | None = None
+        self._model: Any = None
+
+    def get(self, adapter: Path | None) -> Any:
+        if adapter is None:
+            return self.base
+        if adapter != self._adapter:
+            self._model = None  # free the previous copy before loading the next
+            self._model = load_model(self.base.path or self.base.name, adapter=adapter)
+            self._adapter = adapter
+        return self._model
+
+
+def _evaluate_cached(models: _Models, config: EvalConfig, adapter: Path | None, folder: Path,
                      events: _Events) -> tuple[SafetyReport, Path]:
     """Evaluate the base model (adapter None) or base + adapter, reusing a stored report.
 
@@ -265,7 +285,7 @@ def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder
     weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
     # the report schema and the judges' weights are part of the key: a report measured with
     # other judges (or the keyword-ASR schema 1) is never reused next to a fresh one
-    key = hashlib.sha256(json.dumps([base.fingerprint, weights, settings, SCHEMA_VERSION,
+    key = hashlib.sha256(json.dumps([models.base.fingerprint, weights, settings, SCHEMA_VERSION,
                                      judges_fingerprint()],
                                     sort_keys=True).encode()).hexdigest()[:24]
     path = folder / f"{key}.json"
@@ -274,7 +294,7 @@ def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder
     what = "base model" if adapter is None else "adapter"
     events("evaluate", f"evaluating the {what}", 0.0 if adapter is None else 0.5)
     events.check(f"before evaluating the {what}")
-    model = base if adapter is None else load_model(base.path or base.name, adapter=adapter)
+    model = models.get(adapter)
     report = evaluate(model, config, adapter=str(adapter) if adapter else None)
     report.write_json(path)
     events("evaluate", f"{what}: ASR {_asr(report):.0%}", 0.5 if adapter is None else 1.0,
@@ -282,12 +302,12 @@ def _evaluate_cached(base: Any, config: EvalConfig, adapter: Path | None, folder
     return report, path
 
 
-def _utility_cached(base: Any, adapter: Path | None, validation: list[Conversation],
+def _utility_cached(models: _Models, adapter: Path | None, validation: list[Conversation],
                     folder: Path, events: _Events) -> dict[str, Any]:
     """`buckle.evaluation.utility` on the validation file, stored like evaluation reports."""
     weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
     data = "\n".join(c.to_json() for c in validation)
-    key = hashlib.sha256(json.dumps(["utility-v1", base.fingerprint, weights, data]
+    key = hashlib.sha256(json.dumps(["utility-v1", models.base.fingerprint, weights, data]
                                     ).encode()).hexdigest()[:24]
     path = folder / f"utility-{key}.json"
     if path.is_file():
@@ -295,7 +315,7 @@ def _utility_cached(base: Any, adapter: Path | None, validation: list[Conversati
     what = "base model" if adapter is None else "adapter"
     events("evaluate", f"measuring the {what}'s utility on {len(validation)} held-out lines")
     events.check(f"before measuring the {what}'s utility")
-    model = base if adapter is None else load_model(base.path or base.name, adapter=adapter)
+    model = models.get(adapter)
     result = utility(model, validation)
     atomic_write_json(path, result)
     return result
