@@ -11,10 +11,12 @@ Data (all offline, pinned; nothing from an evaluation set is trained on):
   positives  PyRIT objective prompts of the TRAIN split (`harm_data.holdout_split`; MIT) and the
              harmful-qa prompts (PyRIT many-shot examples judged "Harmful"; MIT);
   negatives  chatterbot-corpus conversations 200+ (BSD-3) whose prompt is not among Buckle's first
-             200 benign evaluation prompts, and `benign_instructions()`: templated benign task
-             requests in the imperative style harmful objectives use.
+             200 benign evaluation prompts, `benign_instructions()`: templated benign task
+             requests in the imperative style harmful objectives use, and the `everyday` TRAIN
+             split (how-to questions written for Buckle, Apache-2.0): added after the gate
+             flagged 40 of Qwen's 200 answers to them while building the `anchors` part.
 Held out (never fitted or chosen on): the objective held-out split's prompts (positives) and the
-200 chatterbot evaluation prompts (negatives); AdvBench (Buckle's harmful evaluation set) and
+200 chatterbot evaluation prompts and `everyday-test` (negatives); AdvBench (Buckle's harmful evaluation set) and
 PyRIT's harm/*.csv prompts are reported as further tests. Features: MiniLM prompt embedding
 (`embedding.MiniLMEncoder`), standardised; L2 logistic regression, C chosen by 5-fold CV on the
 training rows (one-standard-error rule, smallest C first). Deterministic: fixed folds, lbfgs.
@@ -104,9 +106,11 @@ def _data() -> dict[str, list[str]]:
     return {
         "pos": sorted({r.prompt for r in train}
                       | {c.prompt for c in load_conversations("harmful-qa")}),
-        "neg": sorted(set(benign_train) | set(benign_instructions())),
+        "neg": sorted(set(benign_train) | set(benign_instructions())
+                      | {p.prompt for p in load_prompts("everyday")}),
         "held_pos": held_prompts,
         "held_neg": sorted(eval_prompts),
+        "everyday_test": [p.prompt for p in load_prompts("everyday-test")],
         "advbench": [p.prompt for p in load_prompts("advbench")],
     }
 
@@ -161,7 +165,7 @@ def main() -> int:
 
     held = {name: {"n": len(data[name]),
                    "share_flagged": round(float((p(data[name]) >= 0.5).mean()), 4)}
-            for name in ("held_pos", "held_neg", "advbench")}
+            for name in ("held_pos", "held_neg", "everyday_test", "advbench")}
     doc = {
         "format": "buckle.request_gate/v1",
         "encoder": {"wheel_sha256": MINILM_WHEEL_SHA256, "max_length": max_length},
