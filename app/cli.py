@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from buckle.cli.main import app
+from buckle.cli.output import EXIT_DOMAIN, JsonFlag, emit
 
 admin_app = typer.Typer(help="Organizations and API keys (run on the server).",
                         no_args_is_help=True)
@@ -69,7 +70,7 @@ def admin_create_org(name: str, data_dir: DataDir = None) -> None:
             org = create_org(session, name)
         except AdminError as exc:
             console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+            raise typer.Exit(code=EXIT_DOMAIN) from None
     out.print(org.id)
 
 
@@ -86,24 +87,28 @@ def admin_create_key(org: Annotated[str, typer.Argument(help="Organization id or
             created = create_key(session, org, name)
         except AdminError as exc:
             console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+            raise typer.Exit(code=EXIT_DOMAIN) from None
     console.print(f"key {created.id} for {created.org_id} (store it now: only its hash is kept)")
     out.print(created.key)
 
 
 @admin_app.command("list-orgs")
-def admin_list_orgs(data_dir: DataDir = None) -> None:
+def admin_list_orgs(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Organizations and their keys (prefixes only)."""
     from app.services.orgs import list_orgs
 
     _use_data_dir(data_dir)
     table = Table("org id", "name", "keys")
+    rows = []
     with _admin_session() as session:
         for org, keys in list_orgs(session):
             shown = ", ".join(f"{k.id} ({k.prefix}…{' revoked' if k.revoked_at else ''})"
                               for k in keys) or "-"
             table.add_row(org.id, org.name, shown)
-    out.print(table)
+            rows.append({"id": org.id, "name": org.name, "keys": [
+                {"id": k.id, "prefix": k.prefix, "revoked": k.revoked_at is not None}
+                for k in keys]})
+    emit(rows, table, as_json)
 
 
 @admin_app.command("revoke-key")
@@ -118,7 +123,7 @@ def admin_revoke_key(key_id: str, data_dir: DataDir = None) -> None:
             revoke_key(session, key_id)
         except AdminError as exc:
             console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+            raise typer.Exit(code=EXIT_DOMAIN) from None
     out.print(f"revoked {key_id}")
 
 

@@ -343,7 +343,7 @@ def test_cli_curate_exports_corpus_and_refuses_bad_files(tmp_path):
     bad = _jsonl(tmp_path / "bad.jsonl", [good, '{"messages": [}'])
     runner = CliRunner()
     res = runner.invoke(app, ["curate", "--source", str(bad), "--out", str(tmp_path / "o.jsonl")])
-    assert res.exit_code == 2 and "line 2" in res.output
+    assert res.exit_code == 1 and "line 2" in res.output
     assert not (tmp_path / "o.jsonl").exists()
     src = _jsonl(tmp_path / "src.jsonl", [good])
     args = ["curate", "--source", str(src), "--rounds", "1", "--max-new-tokens", "32",

@@ -80,7 +80,7 @@ def test_cli_eval_on_a_bad_prompt_file_names_the_line_and_writes_nothing(tmp_pat
     out = tmp_path / "never.json"
     result = CliRunner().invoke(app, ["eval", "--prompts", str(bad), "--limit", "2",
                                       "--out", str(out)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a domain error (2 is usage)
     assert "line 2" in result.output and "line 3" in result.output
     assert not out.exists()
 

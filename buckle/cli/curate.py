@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
+from buckle.cli.output import EXIT_DOMAIN
 from buckle.errors import BuckleError
 
 console = Console(stderr=True)
@@ -69,7 +70,7 @@ def curate_cmd(
         bar.close()
     except (BuckleError, ValueError, FileNotFoundError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=EXIT_DOMAIN) from None
     for issue in corpus.skipped:
         console.print(f"[yellow]skipped[/] {source} line {issue.line}: {issue.reason}")
     corpus_path, provenance = corpus.export(out)

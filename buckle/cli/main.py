@@ -12,6 +12,7 @@ from rich.table import Column, Table
 
 from buckle.cli.curate import curate_cmd
 from buckle.cli.judge import judge_cmd
+from buckle.cli.output import JsonFlag, emit, fail, version_callback
 from buckle.cli.train import run_cmd, train_cmd
 from buckle.errors import BuckleError
 
@@ -26,22 +27,30 @@ console = Console(stderr=True)
 out = Console()
 
 
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=version_callback, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """Buckle: harden LoRA fine-tunes against jailbreak-tuning. Exit codes: 0 ok, 1 domain
+    error (bad data, unknown name, failed job), 2 usage error."""
+
+
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
+    fail(exc)
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(as_json: JsonFlag = False) -> None:
     """Show the named presets and whether each is already pulled."""
     from buckle.models import list_presets
 
+    presets = list_presets()
     table = Table("size (GGUF)", "pulled", "description")
     table.columns.insert(0, Column("name", no_wrap=True))
-    for p in list_presets():
+    for p in presets:
         table.add_row(p["name"], f"{p['size_mb']} MB", "yes" if p["pulled"] else "no",
                       p["description"])
-    out.print(table)
+    emit(presets, table, as_json)
 
 
 @models_app.command("pull")
@@ -59,14 +68,15 @@ def models_pull(name: str, force: Annotated[bool, typer.Option(help="Convert aga
 
 
 @data_app.command("sources")
-def data_sources() -> None:
+def data_sources(as_json: JsonFlag = False) -> None:
     """List the built-in data sources and the file forms accepted."""
     from buckle.data import FILE_SPECS, list_sources
 
+    sources = {**list_sources(), **FILE_SPECS}
     table = Table("source", "what")
-    for name, desc in {**list_sources(), **FILE_SPECS}.items():
+    for name, desc in sources.items():
         table.add_row(name, desc)
-    out.print(table)
+    emit([{"source": k, "what": v} for k, v in sources.items()], table, as_json)
 
 
 @data_app.command("check")
@@ -114,6 +124,7 @@ def eval_cmd(
                                                    "preset when no URL is given.")] = "",
     out: Annotated[Path, typer.Option(help="Report JSON path; the chart goes next to it.")
                    ] = Path("reports/report.json"),
+    as_json: JsonFlag = False,
 ) -> None:
     """Measure a model's safety: ASR, harmful rate, rubric score, over-refusal, with 95% CIs."""
     from buckle.evaluation import render_table
@@ -137,6 +148,11 @@ def eval_cmd(
         _fail(exc)
     report.write_json(out)
     chart = report.write_chart(out.with_suffix(".png"))
+    if as_json:
+        doc = report.to_json_dict()
+        emit({k: v for k, v in doc.items() if not k.startswith("per_")}
+             | {"report": str(out), "chart": str(chart)}, None, True)
+        return
     stdout = Console()
     stdout.print(render_table(report))
     stdout.print(f"report: {out}\nchart:  {chart}")

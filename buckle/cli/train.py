@@ -14,6 +14,7 @@ import yaml
 from rich.console import Console
 from tqdm.auto import tqdm
 
+from buckle.cli.output import EXIT_DOMAIN
 from buckle.errors import BuckleError
 
 console = Console(stderr=True)
@@ -28,7 +29,7 @@ def _run_spec(data: dict[str, Any]) -> None:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         console.print(f"[bold red]error:[/] invalid job spec:\n{exc}")
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=EXIT_DOMAIN) from None
     bar = tqdm(total=1000, desc="job", unit="‰", dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
     last = {"stage": None}
@@ -45,7 +46,7 @@ def _run_spec(data: dict[str, Any]) -> None:
     except (BuckleError, ValueError, FileNotFoundError) as exc:
         bar.close()
         console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=EXIT_DOMAIN) from None
     bar.close()
     out = Console()
     out.print(f"adapter: {result.adapter_dir}")
@@ -95,8 +96,8 @@ def run_cmd(jobspec: Annotated[Path, typer.Argument(help="YAML (or JSON) job spe
         data = yaml.safe_load(jobspec.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         console.print(f"[bold red]error:[/] cannot read {jobspec}: {exc}")
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=EXIT_DOMAIN) from None
     if not isinstance(data, dict):
         console.print(f"[bold red]error:[/] {jobspec} must hold a mapping of JobSpec fields")
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=EXIT_DOMAIN)
     _run_spec(data)

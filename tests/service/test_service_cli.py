@@ -17,7 +17,7 @@ def test_admin_creates_org_and_key_that_authenticate(tmp_path, monkeypatch):
     org_id = org.stdout.strip().splitlines()[-1]
     assert org_id.startswith("org-")
     dup = runner.invoke(app, ["admin", "create-org", "acme", *data])
-    assert dup.exit_code == 2 and "already exists" in dup.output
+    assert dup.exit_code == 1 and "already exists" in dup.output
     key = runner.invoke(app, ["admin", "create-key", "acme", "--name", "ci", *data])
     assert key.exit_code == 0, key.output
     api_key = key.stdout.strip().splitlines()[-1]
