@@ -40,7 +40,7 @@ trap 'exit 130' INT TERM
 
 .venv/bin/buckle admin migrate --data-dir "$DATA" >/dev/null  # before the processes share it
 # A checkpoint every 3 optimizer steps (default 50), so the tiny job lists one.
-BUCKLE_DEFAULT_MODEL=$MODEL BUCKLE_CHECKPOINT_EVERY=${BUCKLE_CHECKPOINT_EVERY:-3} \
+BUCKLE_CHECKPOINT_EVERY=${BUCKLE_CHECKPOINT_EVERY:-3} \
   .venv/bin/buckle up --port "$PORT" --data-dir "$DATA" \
   >"$DATA/up.log" 2>&1 &
 UP_PID=$!

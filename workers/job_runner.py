@@ -434,7 +434,7 @@ def _fail(job_id: str, lease: Lease, code: str, message: str, param: str | None)
 def recover_orphans() -> list[str]:
     """Re-send jobs whose lease lapsed (worker died) or whose message may be lost. Several
     workers may run this at once: the conditional UPDATE on `enqueued_at` lets one win."""
-    from app.services import queue
+    from app import broker
 
     settings = get_settings()
     now = utcnow()
@@ -459,11 +459,9 @@ def recover_orphans() -> list[str]:
         if not claimed:
             continue
         if status == "validating_files":
-            queue.submit_job(job_id)
+            broker.submit_job(job_id)
         else:
-            from workers.celery_app import sender
-
-            sender().send_task("buckle.run_job", args=(job_id,), queue="train")
+            broker.sender().send_task("buckle.run_job", args=(job_id,), queue=broker.TRAIN_QUEUE)
         log.warning("job %s (%s) had no live worker; sent again", job_id, status)
         sent.append(job_id)
     return sent

@@ -37,7 +37,6 @@ class Settings(BaseSettings):
                           "(no server). Production: redis://host:6379/0.")
     artifact_dir: Path | None = Field(
         None, description="Uploads, job work dirs, adapters. Default: $BUCKLE_DATA_DIR/artifacts.")
-    default_model: str = Field("smollm2-135m-instruct", description="Base model of `buckle up`.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest accepted upload.")
     db_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
     # Workers -------------------------------------------------------------------------------

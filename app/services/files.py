@@ -8,12 +8,12 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import broker
 from app.errors import APIError, bad_request, from_buckle, not_found
 from app.ids import new_id
 from app.models import File, FineTuningJob
 from app.schemas.refs import get_path, ref_fields
 from app.schemas.safety import SafetyIn
-from app.services import queue
 from app.storage import LocalArtifactStore
 from buckle.data.validation import parse_conversation_lines, parse_prompt_lines
 from buckle.errors import DatasetFormatError
@@ -72,7 +72,7 @@ def upload(session: Session, store: LocalArtifactStore, org_id: str, filename: s
         raise
     if purpose == "fine-tune":
         try:
-            queue.submit_screening(row.id)  # light queue; a job's validation screens it if lost
+            broker.submit_screening(row.id)  # light queue; a job's validation screens it if lost
         except Exception:
             log.exception("could not enqueue screening of %s", row.id)
     return row

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from app import broker
 from app.api.deps import SettingsDep
 from app.api.responses import error_responses
 from app.core.db import new_session
@@ -33,19 +34,6 @@ def _check_database() -> str | None:
     return None
 
 
-def _check_broker() -> str | None:
-    from workers.celery_app import sender
-
-    celery_app = sender()
-
-    try:
-        with celery_app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-    except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(description="`ok` or the error of each dependency.")
@@ -55,7 +43,7 @@ class Readiness(BaseModel):
             responses={503: {"model": Readiness,
                              "description": "The database or the broker is unreachable"}})
 def readyz() -> JSONResponse:
-    checks = {"database": _check_database(), "broker": _check_broker()}
+    checks = {"database": _check_database(), "broker": broker.check_broker()}
     ok = all(v is None for v in checks.values())
     body = {"status": "ok" if ok else "unavailable",
             "checks": {k: v or "ok" for k, v in checks.items()}}

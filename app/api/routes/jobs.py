@@ -11,13 +11,14 @@ import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse
 
+from app import broker
 from app.api.deps import CurrentOrg, JobId, OwnedJob, SessionDep, SettingsDep
 from app.api.responses import AUTHENTICATED, error_responses
 from app.core.db import new_session, read_connection
 from app.errors import APIError, bad_request, not_found
 from app.models import FineTuningJob
 from app.schemas import CheckpointListPublic, EventListPublic, JobCreate, JobListPublic, JobPublic
-from app.services import jobs, queue
+from app.services import jobs
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=AUTHENTICATED)
 log = logging.getLogger("buckle.api")
@@ -35,7 +36,7 @@ def create_job(body: JobCreate, session: SessionDep, org_id: CurrentOrg, respons
     job, created = jobs.create(session, org_id, body, idempotency_key)
     if created:
         try:
-            queue.submit_job(job.id)  # after the commit: a worker can always read the row
+            broker.submit_job(job.id)  # after the commit: a worker can always read the row
         except Exception as exc:
             log.exception("could not enqueue %s", job.id)
             jobs.mark_enqueue_failed(session, job, type(exc).__name__)

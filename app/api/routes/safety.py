@@ -6,11 +6,12 @@ import logging
 
 from fastapi import APIRouter
 
+from app import broker
 from app.api.deps import CurrentOrg, SessionDep
 from app.api.responses import AUTHENTICATED, error_responses
 from app.errors import APIError
 from app.schemas import EvaluationCreate, EvaluationListPublic, EvaluationPublic
-from app.services import evaluations, queue
+from app.services import evaluations
 
 router = APIRouter(prefix="/v1/safety/evaluations", tags=["safety"],
                    responses=AUTHENTICATED)
@@ -22,7 +23,7 @@ def create_evaluation(body: EvaluationCreate, session: SessionDep,
                       org_id: CurrentOrg) -> EvaluationPublic:
     row = evaluations.create(session, org_id, body)
     try:
-        queue.submit_evaluation(row.id)
+        broker.submit_evaluation(row.id)
     except Exception as exc:
         log.exception("could not enqueue %s", row.id)
         row.status, row.error = "failed", {"code": "queue_unavailable",
