@@ -43,7 +43,6 @@ from app.services import data_refs, jobs
 from app.services import files as file_service
 from app.storage import LocalArtifactStore, file_sha256, get_store
 from buckle.errors import BuckleError, DatasetFormatError
-from buckle.pipeline.release import scrub_paths
 from buckle.pipeline.spec import (
     Hyperparameters,
     JobCancelled,
@@ -259,9 +258,9 @@ class JobReporter:
 def _event_data(event: ProgressEvent) -> dict[str, Any]:
     """The pipeline's data under the job-level `stage` and `fraction`. The pipeline's own
     `stage` key (a training stage of the policy: mixed, immunize, restore…) must not shadow the
-    job stage, so it is kept as `training_stage`. Customers read events: server paths (checkpoint
-    and corpus folders, the adapter dir) are cut to their last component."""
-    data = scrub_paths(dict(event.data))
+    job stage, so it is kept as `training_stage`. (Responses pass it through
+    `app.services.public.scrub`: customers never read a server path.)"""
+    data = dict(event.data)
     if "stage" in data:
         data["training_stage"] = data.pop("stage")
     return {"stage": event.stage, "fraction": event.fraction, **data}
@@ -305,14 +304,13 @@ def _release(job: FineTuningJob, result: JobResult, owner: str) -> bool:
     report = None
     if result.report_path and Path(result.report_path).is_file():
         report = json.loads(Path(result.report_path).read_text())
-    safety = scrub_paths(result.safety)  # customers read it: no server paths
     with session_scope() as session:
         done = session.execute(
             update(FineTuningJob)
             .where(FineTuningJob.id == job.id, FineTuningJob.status == "running",
                    FineTuningJob.lease_owner == owner)
             .values(status="succeeded", progress=100.0, fine_tuned_model=adapter_id,
-                    trained_tokens=result.trained_tokens, safety_scores=safety,
+                    trained_tokens=result.trained_tokens, safety_scores=result.safety,
                     finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
             .execution_options(synchronize_session=False)).rowcount == 1
         if not done:
@@ -327,8 +325,8 @@ def _release(job: FineTuningJob, result: JobResult, owner: str) -> bool:
                 storage_key=f"{base}/peft", archive_key=f"{base}/adapter.tar.gz",
                 safety_report=report, created_at=utcnow()))
         jobs.add_event(session, job.id, f"New fine-tuned model created: {adapter_id}")
-        jobs.add_event(session, job.id, "Safety: " + _safety_line(safety),
-                       type="metrics", data={"stage": "done", "safety": safety})
+        jobs.add_event(session, job.id, "Safety: " + _safety_line(result.safety),
+                       type="metrics", data={"stage": "done", "safety": result.safety})
         jobs.add_event(session, job.id, "The job has successfully completed")
     log.info("job %s succeeded: %s (worker %s)", job.id, adapter_id, owner)
     return True
