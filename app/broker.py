@@ -85,6 +85,11 @@ def submit_job(job_id: str) -> None:
                     app=celery_app)).apply_async()
 
 
+def submit_training(job_id: str) -> None:
+    """An already validated job (a resumed one) goes straight to the `train` queue."""
+    sender().send_task("buckle.run_job", args=(job_id,), queue=TRAIN_QUEUE)
+
+
 def submit_screening(file_id: str) -> None:
     """Screen an uploaded training file with the harm judge (light, `default` queue)."""
     sender().send_task("buckle.screen_file", args=(file_id,), queue=DEFAULT_QUEUE)

@@ -87,6 +87,11 @@ class File(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
+# A job's states, in one place: unfinished jobs hold a quota slot and pin the files they name.
+JOB_ACTIVE = ("validating_files", "queued", "running", "paused")
+JOB_TERMINAL = ("succeeded", "failed", "cancelled")
+
+
 class FineTuningJob(Base):
     __tablename__ = "fine_tuning_jobs"
     __table_args__ = (
@@ -110,6 +115,7 @@ class FineTuningJob(Base):
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger)
     fine_tuned_model: Mapped[str | None] = mapped_column(String(300))
     safety_scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result_files: Mapped[list[str] | None] = mapped_column(JSON)  # file ids (step-metrics CSV)
     screening: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # of its training file
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))

@@ -51,6 +51,7 @@ from buckle.pipeline.spec import (
     ProgressEvent,
 )
 from workers import screening
+from workers.result_files import add_result_file
 
 log = logging.getLogger("buckle.worker")
 # Anything the pipeline raises when should_cancel() turned true (curation may raise the base).
@@ -304,32 +305,52 @@ def _release(job: FineTuningJob, result: JobResult, owner: str) -> bool:
     report = None
     if result.report_path and Path(result.report_path).is_file():
         report = json.loads(Path(result.report_path).read_text())
-    with session_scope() as session:
-        done = session.execute(
-            update(FineTuningJob)
-            .where(FineTuningJob.id == job.id, FineTuningJob.status == "running",
-                   FineTuningJob.lease_owner == owner)
-            .values(status="succeeded", progress=100.0, fine_tuned_model=adapter_id,
-                    trained_tokens=result.trained_tokens, safety_scores=result.safety,
-                    finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False)).rowcount == 1
-        if not done:
-            session.rollback()
-            shutil.rmtree(store.path(base), ignore_errors=True)
-            return False
-        if session.get(Adapter, adapter_id) is None:
-            session.add(Adapter(
-                id=adapter_id, org_id=job.org_id, job_id=job.id, base_model=job.model,
-                policy=job.safety.get("policy", "during"), sha256=file_sha256(archive),
-                bytes=archive.stat().st_size, files_sha256=result.adapter_sha256,
-                storage_key=f"{base}/peft", archive_key=f"{base}/adapter.tar.gz",
-                safety_report=report, created_at=utcnow()))
-        jobs.add_event(session, job.id, f"New fine-tuned model created: {adapter_id}")
-        jobs.add_event(session, job.id, "Safety: " + _safety_line(result.safety),
-                       type="metrics", data={"stage": "done", "safety": result.safety})
-        jobs.add_event(session, job.id, "The job has successfully completed")
+    csv_key = None
+    try:
+        with session_scope() as session:
+            results, csv_key = add_result_file(session, store, job.org_id, job.id)
+            done = _mark_succeeded(session, job, owner, adapter_id, result, [results.id])
+            if not done:
+                session.rollback()
+                shutil.rmtree(store.path(base), ignore_errors=True)
+                store.delete(csv_key)
+                return False
+            _add_adapter(session, job, adapter_id, result, archive, base, report)
+    except BaseException:
+        if csv_key is not None:
+            store.delete(csv_key)  # nothing half-released: the row rolled back, so do the bytes
+        raise
     log.info("job %s succeeded: %s (worker %s)", job.id, adapter_id, owner)
     return True
+
+
+def _mark_succeeded(session: Any, job: FineTuningJob, owner: str, adapter_id: str,
+                    result: JobResult, result_files: list[str]) -> bool:
+    return session.execute(
+        update(FineTuningJob)
+        .where(FineTuningJob.id == job.id, FineTuningJob.status == "running",
+               FineTuningJob.lease_owner == owner)
+        .values(status="succeeded", progress=100.0, fine_tuned_model=adapter_id,
+                trained_tokens=result.trained_tokens, safety_scores=result.safety,
+                result_files=result_files, finished_at=utcnow(), lease_owner=None,
+                lease_expires_at=None)
+        .execution_options(synchronize_session=False)).rowcount == 1
+
+
+def _add_adapter(session: Any, job: FineTuningJob, adapter_id: str, result: JobResult,
+                 archive: Path, base: str, report: dict[str, Any] | None) -> None:
+    """The adapter's registry row and the job's closing events (same transaction)."""
+    if session.get(Adapter, adapter_id) is None:
+        session.add(Adapter(
+            id=adapter_id, org_id=job.org_id, job_id=job.id, base_model=job.model,
+            policy=job.safety.get("policy", "during"), sha256=file_sha256(archive),
+            bytes=archive.stat().st_size, files_sha256=result.adapter_sha256,
+            storage_key=f"{base}/peft", archive_key=f"{base}/adapter.tar.gz",
+            safety_report=report, created_at=utcnow()))
+    jobs.add_event(session, job.id, f"New fine-tuned model created: {adapter_id}")
+    jobs.add_event(session, job.id, "Safety: " + _safety_line(result.safety),
+                   type="metrics", data={"stage": "done", "safety": result.safety})
+    jobs.add_event(session, job.id, "The job has successfully completed")
 
 
 def _safety_line(safety: dict[str, Any]) -> str:
@@ -348,14 +369,15 @@ def run(job_id: str) -> str:
     owner = _worker_id()
     with session_scope() as session:
         job = session.get(FineTuningJob, job_id)
-        if job is None or job.status in jobs.TERMINAL or job.status == "validating_files":
-            return "skip"
+        if job is None or job.status in jobs.TERMINAL or job.status in ("validating_files",
+                                                                           "paused"):
+            return "skip"  # a paused job is sent again when it is resumed
     lease = Lease(job_id, owner, settings.lease_ttl_s)
     if not lease.acquire():
         with session_scope() as session:
             status = session.scalar(select(FineTuningJob.status)
                                     .where(FineTuningJob.id == job_id))
-        return "skip" if status in jobs.TERMINAL else "busy"
+        return "skip" if status in jobs.TERMINAL or status == "paused" else "busy"
     try:
         return _run_leased(job_id, lease)
     finally:
@@ -395,6 +417,8 @@ def _run_leased(job_id: str, lease: Lease) -> str:
         result = _load_pipeline()(spec, progress=reporter.progress,
                                   should_cancel=reporter.should_cancel)
     except CANCELLED:
+        if _stopped_for_pause(job_id, lease):
+            return "done"
         if lease.lost.is_set():
             log.warning("job %s: lease lost; leaving it to its new owner", job_id)
             return "done"
@@ -420,6 +444,18 @@ def _run_leased(job_id: str, lease: Lease) -> str:
     if not _release(job, result, lease.owner):
         log.warning("job %s finished but was cancelled meanwhile; adapter discarded", job_id)
     return "done"
+
+
+def _stopped_for_pause(job_id: str, lease: Lease) -> bool:
+    """A paused job this worker held: hand its lease back at once (its checkpoint is saved), so
+    a resume is picked up without waiting for the lease to lapse."""
+    with session_scope() as session:
+        released = jobs.transition(session, job_id, ("paused",), owner=lease.owner,
+                                   lease_owner=None, lease_expires_at=None)
+        if released:
+            jobs.add_event(session, job_id, "Worker stopped: the job is paused; its progress "
+                                            "is kept for resume")
+    return released
 
 
 def _fail(job_id: str, lease: Lease, code: str, message: str, param: str | None) -> None:
@@ -459,7 +495,7 @@ def recover_orphans() -> list[str]:
         if status == "validating_files":
             broker.submit_job(job_id)
         else:
-            broker.sender().send_task("buckle.run_job", args=(job_id,), queue=broker.TRAIN_QUEUE)
+            broker.submit_training(job_id)
         log.warning("job %s (%s) had no live worker; sent again", job_id, status)
         sent.append(job_id)
     return sent

@@ -15,6 +15,7 @@ _MEANING = {
     400: "Invalid request: `error.param` names the field (dotted path) and `error.message` "
          "says how to fix it",
     401: "Missing, malformed or revoked API key",
+    403: "Not allowed on this resource (e.g. deleting a base model)",
     404: "No such resource in your organization (another organization's id answers the same)",
     409: "Conflicts with the resource's current state",
     413: "Larger than the upload limit (BUCKLE_MAX_UPLOAD_BYTES)",

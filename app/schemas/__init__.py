@@ -6,7 +6,13 @@ models are strict (no `"3"` for 3) and forbid unknown fields; fields that name d
 are `x-buckle-ref` references (`refs.py`), never paths.
 """
 
-from app.schemas.adapters import AdapterListPublic, AdapterPublic, ModelListPublic, ModelPublic
+from app.schemas.adapters import (
+    AdapterListPublic,
+    AdapterPublic,
+    ModelDeleted,
+    ModelListPublic,
+    ModelPublic,
+)
 from app.schemas.common import ErrorDetail, ErrorResponse, JobError, ListPublic
 from app.schemas.evaluations import EvaluationCreate, EvaluationListPublic, EvaluationPublic
 from app.schemas.files import FileDeleted, FileListPublic, FilePublic
@@ -28,5 +34,6 @@ __all__ = [
     "ErrorDetail", "ErrorResponse", "EvaluationCreate", "EvaluationListPublic",
     "EvaluationPublic", "EventListPublic", "EventPublic", "FileDeleted", "FileListPublic",
     "FilePublic", "HyperparametersIn", "HyperparametersPublic", "JobCreate", "JobError",
-    "JobListPublic", "JobPublic", "ListPublic", "ModelListPublic", "ModelPublic", "SafetyIn",
+    "JobListPublic", "JobPublic", "ListPublic", "ModelDeleted", "ModelListPublic", "ModelPublic",
+    "SafetyIn",
 ]

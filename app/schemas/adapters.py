@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import ListPublic
+from app.schemas.common import CursorListPublic
 
 
 class AdapterPublic(BaseModel):
@@ -22,7 +22,7 @@ class AdapterPublic(BaseModel):
     safety_report: dict[str, Any] | None = None
 
 
-class AdapterListPublic(ListPublic):
+class AdapterListPublic(CursorListPublic):
     data: list[AdapterPublic]
 
 
@@ -33,7 +33,13 @@ class ModelPublic(BaseModel):
     owned_by: str
 
 
-class ModelListPublic(ListPublic):
+class ModelListPublic(CursorListPublic):
     data: list[ModelPublic]
 
 
+
+
+class ModelDeleted(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True

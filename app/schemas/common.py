@@ -15,6 +15,13 @@ class ListPublic(BaseModel):
     has_more: bool = False
 
 
+class CursorListPublic(ListPublic):
+    """A page of a cursor-paginated list: pass `last_id` as `after` for the next page."""
+
+    first_id: str | None = None
+    last_id: str | None = None
+
+
 class JobError(BaseModel):
     code: str
     message: str

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import STRICT_INPUT, JobError, ListPublic
+from app.schemas.common import STRICT_INPUT, CursorListPublic, JobError
 from app.schemas.refs import ref_field
 from app.schemas.safety import MAX_EVAL_PROMPTS
 
@@ -40,5 +40,5 @@ class EvaluationPublic(BaseModel):
     error: JobError | None = None
 
 
-class EvaluationListPublic(ListPublic):
+class EvaluationListPublic(CursorListPublic):
     data: list[EvaluationPublic]

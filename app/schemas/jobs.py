@@ -144,7 +144,8 @@ class JobPublic(BaseModel):
     organization_id: str
     result_files: list[str] = Field(default_factory=list)
     seed: int
-    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+    status: Literal["validating_files", "queued", "running", "paused", "succeeded", "failed",
+                    "cancelled"]
     trained_tokens: int | None = None
     training_file: str
     validation_file: str | None = None

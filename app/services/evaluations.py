@@ -46,11 +46,16 @@ def get(session: Session, org_id: str, eval_id: str) -> SafetyEvaluation:
     return row
 
 
-def list_(session: Session, org_id: str, adapter_id: str | None) -> list[SafetyEvaluation]:
+def list_(session: Session, org_id: str, adapter_id: str | None, *, after: str | None = None,
+          limit: int = 20) -> tuple[list[SafetyEvaluation], bool]:
+    """Newest first (ids sort by creation); `after` is the last id of the previous page."""
     q = select(SafetyEvaluation).where(SafetyEvaluation.org_id == org_id)
     if adapter_id:
         q = q.where(SafetyEvaluation.adapter_id == adapter_id)
-    return list(session.scalars(q.order_by(SafetyEvaluation.id.desc()).limit(100)))
+    if after:
+        q = q.where(SafetyEvaluation.id < after)
+    rows = list(session.scalars(q.order_by(SafetyEvaluation.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
 
 
 def to_public(row: SafetyEvaluation) -> EvaluationPublic:

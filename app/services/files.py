@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app import broker
 from app.errors import APIError, bad_request, from_buckle, not_found
 from app.ids import new_id
-from app.models import File, FineTuningJob
+from app.models import JOB_ACTIVE, File, FineTuningJob
 from app.schemas.refs import get_path, ref_fields
 from app.schemas.safety import SafetyIn
 from app.storage import LocalArtifactStore
@@ -21,7 +21,6 @@ from buckle.errors import DatasetFormatError
 log = logging.getLogger("buckle.api")
 PURPOSES = {"fine-tune": "chat or Alpaca training records",
             "evals": "a prompt set for POST /v1/safety/evaluations"}
-ACTIVE = ("validating_files", "queued", "running")
 
 
 def read_limited(stream: BinaryIO, max_bytes: int) -> bytes:
@@ -102,7 +101,7 @@ def _jobs_using(session: Session, row: File) -> list[str]:
     active-jobs quota bounds them, so their safety blocks are read here, not indexed)."""
     jobs = session.execute(select(FineTuningJob.id, FineTuningJob.training_file,
                                   FineTuningJob.validation_file, FineTuningJob.safety).where(
-        FineTuningJob.org_id == row.org_id, FineTuningJob.status.in_(ACTIVE))).all()
+        FineTuningJob.org_id == row.org_id, FineTuningJob.status.in_(JOB_ACTIVE))).all()
     refs = list(ref_fields(SafetyIn))
     return [job_id for job_id, train, valid, safety in jobs
             if row.id in (train, valid) or any(get_path(safety or {}, path) == row.id

@@ -1,6 +1,8 @@
 """Fine-tuning jobs: creation (idempotent), listing, cancellation, events and checkpoints.
 
-The state machine is `validating_files → queued → running → succeeded | failed | cancelled`.
+The state machine is `validating_files → queued → running → succeeded | failed | cancelled`,
+plus `queued | running → paused → queued` (pause stops the worker at its next step, keeping the
+checkpoint it saves; resume queues the job again and a worker continues from that checkpoint).
 Every transition is a conditional UPDATE on the expected current state, so the API cancelling a
 job and a worker finishing it can race without either overwriting the other.
 """
@@ -22,7 +24,15 @@ from sqlalchemy.orm import Session
 from app.core.config import get_settings
 from app.errors import APIError, bad_request
 from app.ids import new_id
-from app.models import Checkpoint, FineTuningJob, JobEvent, epoch, utcnow
+from app.models import (
+    JOB_ACTIVE,
+    JOB_TERMINAL,
+    Checkpoint,
+    FineTuningJob,
+    JobEvent,
+    epoch,
+    utcnow,
+)
 from app.schemas import (
     CheckpointPublic,
     EventPublic,
@@ -33,8 +43,8 @@ from app.schemas import (
 from app.services import data_refs, quotas, screening
 from app.services.public import scrub, scrub_text
 
-ACTIVE = ("validating_files", "queued", "running")
-TERMINAL = ("succeeded", "failed", "cancelled")
+ACTIVE, TERMINAL = JOB_ACTIVE, JOB_TERMINAL
+PAUSABLE = ("queued", "running")
 
 
 def request_hash(body: JobCreate) -> str:
@@ -160,6 +170,36 @@ def cancel(session: Session, job: FineTuningJob) -> FineTuningJob:
     return job
 
 
+def pause(session: Session, job: FineTuningJob) -> FineTuningJob:
+    """Stop a queued or running job, keeping its work; a paused job holds its quota slot."""
+    if job.status == "paused":
+        return job
+    if job.status not in PAUSABLE:
+        raise bad_request(f"Job {job.id} is {job.status}; only queued or running jobs can be "
+                          "paused", code="job_not_pausable")
+    if transition(session, job.id, PAUSABLE, status="paused"):
+        add_event(session, job.id, "Fine-tuning job paused by the user; resume continues from "
+                                   "its last checkpoint")
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def resume(session: Session, job: FineTuningJob) -> bool:
+    """Queue a paused job again; True if this call did (the caller then sends it to a worker)."""
+    if job.status in PAUSABLE:
+        return False  # already resumed
+    if job.status != "paused":
+        raise bad_request(f"Job {job.id} is {job.status}; only paused jobs can be resumed",
+                          code="job_not_resumable")
+    resumed = transition(session, job.id, ("paused",), status="queued", enqueued_at=utcnow())
+    if resumed:
+        add_event(session, job.id, "Fine-tuning job resumed by the user")
+    session.commit()
+    session.refresh(job)
+    return resumed
+
+
 def add_event(session: Session, job_id: str, message: str, *, level: str = "info",
               type: str = "message", data: dict[str, Any] | None = None) -> JobEvent:
     event = JobEvent(id=new_id("ftevent"), job_id=job_id, level=level, type=type,
@@ -216,7 +256,8 @@ def to_public(job: FineTuningJob | Row) -> JobPublic:
         fine_tuned_model=job.fine_tuned_model, finished_at=epoch(job.finished_at),
         hyperparameters=hp, model=job.model, organization_id=job.org_id,
         method={"type": "supervised", "supervised": {"hyperparameters": hp.model_dump()}},
-        result_files=[], seed=job.seed, status=job.status, trained_tokens=job.trained_tokens,
+        result_files=list(job.result_files or []), seed=job.seed, status=job.status,
+        trained_tokens=job.trained_tokens, estimated_finish=estimated_finish(job),
         training_file=job.training_file, validation_file=job.validation_file,
         metadata=job.metadata_, user_provided_suffix=job.suffix, safety=scrub(job.safety),
         safety_scores=scrub(job.safety_scores), screening=job.screening, progress=round(job.progress or 0.0, 1))
@@ -233,6 +274,17 @@ def checkpoint_public(ckpt: Checkpoint) -> CheckpointPublic:
                             fine_tuned_model_checkpoint=f"{ckpt.job_id}:ckpt-step-{ckpt.step}",
                             fine_tuning_job_id=ckpt.job_id, metrics=scrub(ckpt.metrics or {}),
                             step_number=ckpt.step)
+
+
+def estimated_finish(job: FineTuningJob | Row, now: datetime | None = None) -> int | None:
+    """Unix time the running job should finish: elapsed time since it started, extrapolated by
+    its progress (which counts curation, training and evaluation, not training alone)."""
+    progress = job.progress or 0.0
+    if job.status != "running" or job.started_at is None or not 1.0 <= progress < 100.0:
+        return None
+    started = epoch(job.started_at)
+    elapsed = epoch(now or utcnow()) - started
+    return int(started + elapsed * 100.0 / progress)
 
 
 def is_terminal(status: str) -> bool:

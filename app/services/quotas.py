@@ -20,9 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
 from app.errors import APIError
-from app.models import FineTuningJob, Organization
-
-ACTIVE = ("validating_files", "queued", "running")
+from app.models import JOB_ACTIVE, FineTuningJob, Organization
 
 
 def check_active_jobs(session: Session, org_id: str) -> None:
@@ -36,7 +34,7 @@ def check_active_jobs(session: Session, org_id: str) -> None:
         return
     session.execute(select(Organization.id).where(Organization.id == org_id).with_for_update())
     active = session.scalar(select(func.count()).select_from(FineTuningJob).where(
-        FineTuningJob.org_id == org_id, FineTuningJob.status.in_(ACTIVE)))
+        FineTuningJob.org_id == org_id, FineTuningJob.status.in_(JOB_ACTIVE)))
     if active >= cap:
         raise APIError(
             429, f"Your organization has {active} unfinished fine-tuning jobs, the most allowed "

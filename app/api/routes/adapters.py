@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from app.api.deps import CurrentOrg, OwnedAdapter, SessionDep, StoreDep
+from app.api.pagination import page
 from app.api.responses import AUTHENTICATED, error_responses
 from app.errors import not_found
 from app.schemas import AdapterListPublic, AdapterPublic, EvaluationListPublic
@@ -18,8 +20,10 @@ log = logging.getLogger("buckle.api")
 
 
 @router.get("", response_model=AdapterListPublic)
-def list_adapters(session: SessionDep, org_id: CurrentOrg) -> AdapterListPublic:
-    return AdapterListPublic(data=[adapters.to_public(a) for a in adapters.list_(session, org_id)])
+def list_adapters(session: SessionDep, org_id: CurrentOrg, after: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=100)] = 20) -> AdapterListPublic:
+    rows, more = adapters.list_(session, org_id, after=after, limit=limit)
+    return page(AdapterListPublic, [adapters.to_public(a) for a in rows], more)
 
 
 @router.get("/{adapter_id}", response_model=AdapterPublic, responses=error_responses(404))
@@ -44,7 +48,8 @@ def adapter_content(adapter: OwnedAdapter, store: StoreDep) -> FileResponse:
 
 @router.get("/{adapter_id}/evaluations", response_model=EvaluationListPublic,
             responses=error_responses(404))
-def adapter_evaluations(adapter: OwnedAdapter, session: SessionDep,
-                        org_id: CurrentOrg) -> EvaluationListPublic:
-    rows = evaluations.list_(session, org_id, adapter.id)
-    return EvaluationListPublic(data=[evaluations.to_public(r) for r in rows])
+def adapter_evaluations(adapter: OwnedAdapter, session: SessionDep, org_id: CurrentOrg,
+                        after: str | None = None,
+                        limit: Annotated[int, Query(ge=1, le=100)] = 20) -> EvaluationListPublic:
+    rows, more = evaluations.list_(session, org_id, adapter.id, after=after, limit=limit)
+    return page(EvaluationListPublic, [evaluations.to_public(r) for r in rows], more)

@@ -80,7 +80,8 @@ def file_content(row: OwnedFile, store: StoreDep) -> FileResponse:
     if not store.exists(row.storage_key):
         log.error("file %s: stored content %s is missing", row.id, row.storage_key)
         raise not_found("file content", row.id)
-    return FileResponse(store.path(row.storage_key), media_type="application/jsonl",
+    media = "text/csv" if row.filename.endswith(".csv") else "application/jsonl"
+    return FileResponse(store.path(row.storage_key), media_type=media,
                         filename=row.filename, headers={"X-Buckle-Sha256": row.sha256})
 
 

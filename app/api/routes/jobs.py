@@ -78,6 +78,25 @@ def cancel_job(job: OwnedJob, session: SessionDep) -> JobPublic:
     return jobs.to_public(jobs.cancel(session, job))
 
 
+@router.post("/{job_id}/pause", response_model=JobPublic, responses=error_responses(400, 404))
+def pause_job(job: OwnedJob, session: SessionDep) -> JobPublic:
+    """Stop a queued or running job at its next step, keeping its checkpoint."""
+    return jobs.to_public(jobs.pause(session, job))
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic, responses=error_responses(400, 404))
+def resume_job(job: OwnedJob, session: SessionDep) -> JobPublic:
+    """Queue a paused job again; a worker continues it from its last checkpoint."""
+    if jobs.resume(session, job):
+        try:
+            broker.submit_training(job.id)  # after the commit, as on create
+        except Exception:
+            # The row is `queued` with a fresh `enqueued_at`: the workers' orphan recovery
+            # sends it once the broker is back (BUCKLE_REQUEUE_AFTER_S), so nothing is lost.
+            log.exception("could not enqueue resumed job %s; recovery will send it", job.id)
+    return jobs.to_public(job)
+
+
 @router.get("/{job_id}/events", response_model=EventListPublic,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "JSON page, or with `stream=true` (or Accept: "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from app import broker
 from app.api.deps import CurrentOrg, SessionDep
+from app.api.pagination import page
 from app.api.responses import AUTHENTICATED, error_responses
 from app.errors import APIError
 from app.schemas import EvaluationCreate, EvaluationListPublic, EvaluationPublic
@@ -35,10 +37,11 @@ def create_evaluation(body: EvaluationCreate, session: SessionDep,
 
 
 @router.get("", response_model=EvaluationListPublic)
-def list_evaluations(session: SessionDep, org_id: CurrentOrg,
-                     adapter: str | None = None) -> EvaluationListPublic:
-    rows = evaluations.list_(session, org_id, adapter)
-    return EvaluationListPublic(data=[evaluations.to_public(r) for r in rows])
+def list_evaluations(session: SessionDep, org_id: CurrentOrg, adapter: str | None = None,
+                     after: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> EvaluationListPublic:
+    rows, more = evaluations.list_(session, org_id, adapter, after=after, limit=limit)
+    return page(EvaluationListPublic, [evaluations.to_public(r) for r in rows], more)
 
 
 @router.get("/{evaluation_id}", response_model=EvaluationPublic,
