@@ -9,8 +9,8 @@ import sys
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from app.core.config import get_settings
-from workers import job_runner, screening
-from workers.celery_app import celery_app
+from workers import gpu_guard, job_runner, screening
+from workers.celery_app import TRAIN_QUEUE, celery_app
 
 log = logging.getLogger("buckle.worker")
 _settings = get_settings()
@@ -63,6 +63,29 @@ def _share_cpus(sender: object = None, **_: object) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)  # logged once logging is set up (ready)
 
 
+_gpu_locks: list = []  # held for the life of the worker process
+
+
+def _consumes_train_queue(sender: object) -> bool:
+    queues = getattr(getattr(getattr(sender, "app", None), "amqp", None), "queues", None)
+    consume = getattr(queues, "consume_from", None)
+    return consume is None or TRAIN_QUEUE in consume  # None: every queue
+
+
+@worker_init.connect
+def _claim_gpu(sender: object = None, **_: object) -> None:
+    """A training worker refuses to start on a GPU another worker holds (workers.gpu_guard)."""
+    if not _consumes_train_queue(sender):
+        return
+    try:
+        _gpu_locks.extend(gpu_guard.claim_gpus(gpu_guard.visible_gpus(),
+                                               int(getattr(sender, "concurrency", 1) or 1)))
+    except gpu_guard.GpuClaimError as exc:
+        log.critical("refusing to start: %s", exc)
+        print(f"buckle worker: refusing to start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(3) from None
+
+
 @worker_process_init.connect
 def _fresh_process(**_: object) -> None:
     # A forked pool process must not share the parent's database connections.
@@ -77,6 +100,8 @@ def _fresh_process(**_: object) -> None:
 @worker_ready.connect
 def _start_recovery(**_: object) -> None:
     log.info("torch threads per worker process: %s", os.environ.get("OMP_NUM_THREADS"))
+    if _gpu_locks:  # logged here: logging is set up by the time the worker is ready
+        log.info("training on %s (lock held)", ", ".join(h.name for h in _gpu_locks))
     job_runner.start_recovery_thread()
 
 
