@@ -51,7 +51,7 @@ from buckle.pipeline.spec import (
     ProgressEvent,
 )
 from workers import screening
-from workers.result_files import add_result_file
+from workers.result_files import add_result_file, append_step
 
 log = logging.getLogger("buckle.worker")
 # Anything the pipeline raises when should_cancel() turned true (curation may raise the base).
@@ -104,6 +104,11 @@ def validate(job_id: str) -> None:
 
 # Training (train queue) ----------------------------------------------------------------------
 
+def work_dir_of(store: LocalArtifactStore, job_id: str) -> Path:
+    """Where a job's pipeline keeps its resumable state (corpus, checkpoints, step log)."""
+    return store.path(f"jobs/{job_id}/work")
+
+
 def job_spec(job: FineTuningJob, store: LocalArtifactStore, session: Any) -> JobSpec:
     """The library's JobSpec: the job's ids resolved to its own organization's stored files
     (an APIError names the field whose reference no longer resolves)."""
@@ -121,7 +126,7 @@ def job_spec(job: FineTuningJob, store: LocalArtifactStore, session: Any) -> Job
             n_epochs=hp["n_epochs"], batch_size=hp["batch_size"],
             learning_rate=hp["learning_rate_multiplier"] * BASE_LEARNING_RATE),
         safety=data_refs.library_safety(session, job.org_id, job.safety, store), seed=job.seed,
-        work_dir=str(store.path(f"jobs/{job.id}/work")),
+        work_dir=str(work_dir_of(store, job.id)),
         checkpoint_every=get_settings().checkpoint_every)
 
 
@@ -184,9 +189,11 @@ class Lease:
 class JobReporter:
     """The pipeline's progress and should_cancel callbacks, writing to the registry."""
 
-    def __init__(self, job_id: str, org_id: str, model: str, lease: Lease) -> None:
+    def __init__(self, job_id: str, org_id: str, model: str, lease: Lease,
+                 work_dir: Path) -> None:
         s = get_settings()
         self.job_id, self.org_id, self.model, self.lease = job_id, org_id, model, lease
+        self.work_dir = work_dir
         self.cancel_poll_s, self.throttle_s = s.cancel_poll_s, s.event_throttle_s
         self._last_check, self._cancelled = 0.0, False
         self._last_train_event = 0.0
@@ -204,6 +211,8 @@ class JobReporter:
         return self._cancelled
 
     def progress(self, event: ProgressEvent) -> None:
+        if event.stage == "train" and "step" in event.data:
+            append_step(self.work_dir, event.data)  # every step, for the result file
         now = time.monotonic()
         is_train_step = event.stage == "train" and event.fraction < 1.0
         if is_train_step and now - self._last_train_event < self.throttle_s:
@@ -308,7 +317,8 @@ def _release(job: FineTuningJob, result: JobResult, owner: str) -> bool:
     csv_key = None
     try:
         with session_scope() as session:
-            results, csv_key = add_result_file(session, store, job.org_id, job.id)
+            results, csv_key = add_result_file(session, store, job.org_id, job.id,
+                                               work_dir_of(store, job.id))
             done = _mark_succeeded(session, job, owner, adapter_id, result, [results.id])
             if not done:
                 session.rollback()
@@ -411,7 +421,7 @@ def _run_leased(job_id: str, lease: Lease) -> str:
               f"The job could not be handed to the pipeline: {type(spec_error).__name__}: "
               f"{spec_error}", None)
         return "done"
-    reporter = JobReporter(job_id, job.org_id, job.model, lease)
+    reporter = JobReporter(job_id, job.org_id, job.model, lease, Path(spec.work_dir))
     log.info("job %s: %s on %s", job_id, "resuming" if resumed else "starting", lease.owner)
     try:
         result = _load_pipeline()(spec, progress=reporter.progress,
