@@ -67,7 +67,7 @@ class Stack:
         _reset_caches()
 
     def process_env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ, **self.env, **extra)
+        env = {**os.environ, **self.env, **extra}  # a test may override a stack setting
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT)])
         env.setdefault("BUCKLE_PIPELINE", "fake_pipeline:run")
         return env
