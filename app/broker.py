@@ -18,12 +18,15 @@ never back).
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, chain, signature
 from kombu import Queue
 
 from app.core.config import Settings, get_settings
 
 TRAIN_QUEUE, DEFAULT_QUEUE = "train", "default"
+log = logging.getLogger("buckle.api")
 
 
 def _transport_options(settings: Settings) -> dict:
@@ -107,3 +110,23 @@ def check_broker() -> str | None:
     except Exception as exc:  # noqa: BLE001 - readiness reports any failure
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def queue_depths() -> dict[str, int | None]:
+    """Messages waiting per queue (None: the broker did not answer). A queue nobody declared
+    yet holds nothing."""
+    out: dict[str, int | None] = {TRAIN_QUEUE: None, DEFAULT_QUEUE: None}
+    try:
+        with sender().connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            channel = conn.default_channel
+            for queue in out:
+                try:
+                    out[queue] = int(channel.queue_declare(queue=queue, passive=True)
+                                     .message_count)
+                except Exception:  # noqa: BLE001 - not declared yet (kombu: NOT_FOUND)
+                    out[queue] = 0
+                    channel = conn.channel()  # a failed passive declare may close the channel
+    except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the broker is down
+        log.warning("queue depth: broker unavailable (%s)", type(exc).__name__)
+    return out

@@ -211,3 +211,17 @@ class SafetyEvaluation(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class WorkerHeartbeat(Base):
+    """A live worker, as the registry sees it: refreshed every BUCKLE_RECONCILE_INTERVAL_S,
+    removed on a clean shutdown; a row older than a few intervals is a dead worker."""
+
+    __tablename__ = "worker_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)  # Celery node name
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_seen: Mapped[datetime] = mapped_column(Timestamp, index=True)

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tarfile
 import threading
 import time
@@ -36,7 +37,6 @@ from app.models import (
     CuratedCorpus,
     File,
     FineTuningJob,
-    SafetyEvaluation,
     utcnow,
 )
 from app.services import data_refs, jobs
@@ -234,6 +234,9 @@ class JobReporter:
                             .execution_options(synchronize_session=False))
             data = _event_data(event)
             kind = "metrics" if event.stage == "train" and "step" in event.data else "message"
+            memory = _gpu_memory_bytes() if kind == "metrics" else None
+            if memory is not None:
+                data["gpu_memory_bytes"] = memory
             jobs.add_event(session, self.job_id, event.message, type=kind, data=data)
             if event.stage == "checkpoint" and "step" in event.data:
                 self._record_checkpoint(session, event.data)
@@ -263,6 +266,14 @@ class JobReporter:
             session.add(row)
         row.uses = (row.uses or 0) + 1
         row.last_used_at = utcnow()
+
+
+def _gpu_memory_bytes() -> int | None:
+    """Peak GPU memory this worker process allocated, where a GPU is in use (for /metrics)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return int(torch.cuda.max_memory_allocated())
 
 
 def _event_data(event: ProgressEvent) -> dict[str, Any]:
@@ -471,112 +482,3 @@ def _stopped_for_pause(job_id: str, lease: Lease) -> bool:
 def _fail(job_id: str, lease: Lease, code: str, message: str, param: str | None) -> None:
     with session_scope() as session:
         jobs.fail(session, job_id, code, message, param, expect=("running",), owner=lease.owner)
-
-
-# Recovery of jobs whose worker died ------------------------------------------------------------
-
-def recover_orphans() -> list[str]:
-    """Re-send jobs whose lease lapsed (worker died) or whose message may be lost. Several
-    workers may run this at once: the conditional UPDATE on `enqueued_at` lets one win."""
-    from app import broker
-
-    settings = get_settings()
-    now = utcnow()
-    lease_cutoff = now - timedelta(seconds=settings.lease_ttl_s)
-    queue_cutoff = now - timedelta(seconds=settings.requeue_after_s)
-    sent = []
-    with session_scope() as session:
-        stale = session.execute(select(FineTuningJob.id, FineTuningJob.status).where(or_(
-            (FineTuningJob.status == "running") & (FineTuningJob.lease_expires_at < now),
-            FineTuningJob.status.in_(("validating_files", "queued"))
-            & (FineTuningJob.enqueued_at < queue_cutoff)))).all()
-    for job_id, status in stale:
-        with session_scope() as session:
-            cutoff = lease_cutoff if status == "running" else queue_cutoff
-            claimed = session.execute(
-                update(FineTuningJob)
-                .where(FineTuningJob.id == job_id, FineTuningJob.status == status,
-                       or_(FineTuningJob.enqueued_at.is_(None),
-                           FineTuningJob.enqueued_at < cutoff))
-                .values(enqueued_at=now).execution_options(synchronize_session=False)
-            ).rowcount == 1
-        if not claimed:
-            continue
-        if status == "validating_files":
-            broker.submit_job(job_id)
-        else:
-            broker.submit_training(job_id)
-        log.warning("job %s (%s) had no live worker; sent again", job_id, status)
-        sent.append(job_id)
-    return sent
-
-
-_recovery_stop = threading.Event()
-
-
-def _recovery_loop() -> None:
-    interval = get_settings().reconcile_interval_s
-    while not _recovery_stop.wait(interval):
-        try:
-            recover_orphans()
-        except Exception:
-            log.exception("recovery pass failed")
-
-
-def start_recovery_thread() -> None:
-    _recovery_stop.clear()
-    threading.Thread(target=_recovery_loop, daemon=True, name="buckle-recovery").start()
-
-
-def stop_recovery_thread() -> None:
-    _recovery_stop.set()
-
-
-# Safety evaluations ------------------------------------------------------------------------------
-
-def run_evaluation(evaluation_id: str) -> None:
-    with session_scope() as session:
-        ok = session.execute(update(SafetyEvaluation)
-                             .where(SafetyEvaluation.id == evaluation_id,
-                                    SafetyEvaluation.status.in_(("queued", "running")))
-                             .values(status="running")
-                             .execution_options(synchronize_session=False)).rowcount == 1
-        if not ok:
-            return
-        row = session.get(SafetyEvaluation, evaluation_id)
-        config, adapter_key = dict(row.config), None
-        if row.adapter_id:
-            adapter_key = session.get(Adapter, row.adapter_id).storage_key
-    try:
-        report = _evaluate(config, adapter_key)
-        values = {"status": "succeeded", "report": report}
-    except Exception as exc:
-        log.exception("evaluation %s failed", evaluation_id)
-        values = {"status": "failed", "error": {"code": "evaluation_failed",
-                                                "message": f"{type(exc).__name__}: {exc}",
-                                                "param": None}}
-    with session_scope() as session:
-        session.execute(update(SafetyEvaluation).where(SafetyEvaluation.id == evaluation_id)
-                        .values(finished_at=utcnow(), **values)
-                        .execution_options(synchronize_session=False))
-
-
-def _prompt_spec(prompt_set: dict[str, str] | None) -> str | None:
-    if prompt_set is None:
-        return None
-    if "name" in prompt_set:
-        return prompt_set["name"]
-    return str(get_store().path(prompt_set["storage_key"]))
-
-
-def _evaluate(config: dict[str, Any], adapter_key: str | None) -> dict[str, Any]:
-    from buckle.evaluation.runner import EvalConfig, evaluate
-    from buckle.models import load_model
-
-    adapter = str(get_store().path(adapter_key)) if adapter_key else None
-    loaded = load_model(config["base_model"], adapter=adapter)
-    report = evaluate(loaded, EvalConfig(
-        prompts=_prompt_spec(config["prompt_set"]), limit=config["limit"],
-        benign=_prompt_spec(config.get("benign_set")), benign_limit=config["benign_limit"],
-        judges=tuple(config["judges"])), adapter=adapter)
-    return report.to_json_dict()

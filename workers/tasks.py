@@ -9,7 +9,7 @@ import sys
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from app.core.config import get_settings
-from workers import gpu_guard, job_runner, screening
+from workers import evaluations, gpu_guard, job_runner, recovery, screening
 from workers.celery_app import TRAIN_QUEUE, celery_app
 
 log = logging.getLogger("buckle.worker")
@@ -41,7 +41,7 @@ def run_job(self, job_id: str) -> None:
 @celery_app.task(name="buckle.run_evaluation", time_limit=_settings.train_time_limit_s,
                  soft_time_limit=_settings.train_time_limit_s - 60)
 def run_evaluation(evaluation_id: str) -> None:
-    job_runner.run_evaluation(evaluation_id)
+    evaluations.run_evaluation(evaluation_id)
 
 
 def torch_threads(explicit: int | None, env: str | None, cpus: int | None,
@@ -67,9 +67,8 @@ _gpu_locks: list = []  # held for the life of the worker process
 
 
 def _consumes_train_queue(sender: object) -> bool:
-    queues = getattr(getattr(getattr(sender, "app", None), "amqp", None), "queues", None)
-    consume = getattr(queues, "consume_from", None)
-    return consume is None or TRAIN_QUEUE in consume  # None: every queue
+    queues = _queues_of(sender)
+    return queues == "*" or TRAIN_QUEUE in queues.split(",")
 
 
 @worker_init.connect
@@ -97,14 +96,26 @@ def _fresh_process(**_: object) -> None:
         sys.modules["torch"].set_num_threads(int(threads))  # the variable, so set it directly
 
 
+_identity: dict[str, str] = {}
+
+
+def _queues_of(sender: object) -> str:
+    queues = getattr(getattr(getattr(sender, "app", None), "amqp", None), "queues", None)
+    consume = getattr(queues, "consume_from", None)
+    return ",".join(sorted(consume)) if consume else "*"
+
+
 @worker_ready.connect
-def _start_recovery(**_: object) -> None:
+def _start_recovery(sender: object = None, **_: object) -> None:
     log.info("torch threads per worker process: %s", os.environ.get("OMP_NUM_THREADS"))
     if _gpu_locks:  # logged here: logging is set up by the time the worker is ready
         log.info("training on %s (lock held)", ", ".join(h.name for h in _gpu_locks))
-    job_runner.start_recovery_thread()
+    # `sender` is the consumer; its controller knows the node name (-n) and the queues
+    controller = getattr(sender, "controller", sender)
+    _identity["name"] = str(getattr(controller, "hostname", None) or os.getpid())
+    recovery.start_recovery_thread(_identity["name"], _queues_of(controller))
 
 
 @worker_shutdown.connect
 def _stop_recovery(**_: object) -> None:
-    job_runner.stop_recovery_thread()
+    recovery.stop_recovery_thread(_identity.get("name"))

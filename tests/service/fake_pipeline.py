@@ -50,7 +50,7 @@ def run(spec, progress=None, should_cancel=None):
         with open(work / "steps.log", "a") as log:
             log.write(f"{os.getpid()} {step}\n")
         emit("train", f"Step {step}/{steps}: training loss {1.0 / step:.3f}",
-             0.1 + 0.8 * step / steps, step=step, loss=1.0 / step)
+             0.1 + 0.8 * step / steps, step=step, loss=1.0 / step, tokens_per_s=400.0)
         if step % every == 0 or step == steps:
             path = ckpts / f"step-{step}"
             path.mkdir(exist_ok=True)

@@ -135,3 +135,43 @@ def test_a_fine_tune_is_deleted_with_its_files_and_lists_paginate(fresh_stack, t
     assert gone not in [m.id for m in sdk.models.list()]
     with pytest.raises(openai.NotFoundError):
         sdk.models.delete(gone)
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            head, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                return float(value)
+    return None
+
+
+@pytest.mark.parametrize("fresh_stack", ["production"], indirect=True)
+def test_metrics_show_queue_depth_training_speed_durations_and_live_workers(fresh_stack,
+                                                                           tmp_path):
+    fresh_stack.start_api()
+    light = fresh_stack.start_worker(queues="default", name="light")
+    sdk = _sdk(fresh_stack, make_org())
+    job = sdk.fine_tuning.jobs.create(model="smollm2-135m-instruct",
+                                      training_file=_upload(sdk, tmp_path))
+    scrape = lambda: httpx.get(fresh_stack.api_url + "/metrics", timeout=30).text
+    # validated by the light worker, then waiting: nobody consumes `train` yet
+    wait_for(lambda: sdk.fine_tuning.jobs.retrieve(job.id).status == "queued", timeout=60)
+    assert _metric(scrape(), "buckle_queue_depth", queue="train") == 1
+    assert _metric(scrape(), "buckle_worker_up", queues="default") == 1
+    fresh_stack.start_worker(queues="train", name="trainer", **SLOW)
+    wait_for(lambda: len(_steps(fresh_stack, job.id)) >= 4, timeout=60)
+    wait_for(lambda: _metric(scrape(), "buckle_train_step_seconds", job=job.id), timeout=30)
+    text = scrape()
+    assert _metric(text, "buckle_queue_depth", queue="train") == 0
+    assert _metric(text, "buckle_train_tokens_per_second", job=job.id) == 400.0
+    assert 0.1 < _metric(text, "buckle_train_step_seconds", job=job.id) < 5.0  # 0.25 s steps
+    assert _metric(text, "buckle_worker_up", queues="train") == 1
+    assert _metric(text, "buckle_gpu_memory_bytes", job=job.id) is None  # CPU: not reported
+    assert wait_for(_finished(sdk, job.id), timeout=90).status == "succeeded"
+    text = scrape()
+    assert _metric(text, "buckle_job_duration_seconds_count", outcome="succeeded") == 1
+    assert _metric(text, "buckle_job_duration_seconds_bucket", outcome="succeeded",
+                   le="+Inf") == 1
+    fresh_stack.kill(light)  # SIGKILL: no clean shutdown, so its heartbeat just ages
+    assert _metric(scrape(), "buckle_worker_heartbeat_age_seconds") is not None
