@@ -77,11 +77,17 @@ SPLITS = {
     "dev": (("advbench", 200, 60), [("chatterbot", 400, 60)], ("borderline-dev", 0, 1000)),
 }
 SMOKE_LIMIT = 10  # prompts per evaluation set at scale smoke
-# The dose of each policy (chosen on the dev split: docs/results.md has the sweep).
+# The dose of each policy, chosen on the dev split (docs/results.md has the sweep, 2026-12-01):
+# `during` 0.25 met every dev target (0.4 cost +6.7 points of benign over-refusal); `post` one
+# restore epoch met them; `pre` removed 31% of the rise at 1 epoch and the same at 3 epochs with
+# twice the learning rate, so it keeps the cheaper dose. Fixed before the test split was run.
 DOSES: dict[str, dict[str, Any]] = {
-    "pre": {"safety_epochs": 1}, "post": {"safety_epochs": 1}, "during": {"curated_ratio": 0.4},
-    "auto": {"curated_ratio": 0.4, "max_asr": 0.05, "auto_max_rounds": 2, "safety_epochs": 1},
+    "pre": {"safety_epochs": 1}, "post": {"safety_epochs": 1}, "during": {"curated_ratio": 0.25},
+    "auto": {"curated_ratio": 0.25, "max_asr": 0.05, "auto_max_rounds": 2, "safety_epochs": 1},
 }
+# The corpus parts of the policy arms: the own-voice parts (with small-talk anchors they held
+# over-refusal at the base rate on dev); `ctrl` is measured as its own arm against `uncurated`.
+POLICY_PARTS = ("responsible", "anchors")
 POLICY_ARMS = ("pre", "during", "post", "auto")
 ARMS = ("attacked", *POLICY_ARMS, "part-ctrl", "part-responsible", "part-anchors", "uncurated",
         "refusal-mix", "benign", "benign-during")
@@ -211,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     ap.add_argument("--split", choices=sorted(SPLITS), default="dev")
     ap.add_argument("--arms", default=",".join(ARMS))
-    ap.add_argument("--parts", default="ctrl,responsible,anchors",
+    ap.add_argument("--parts", default=",".join(POLICY_PARTS),
                     help="safety corpus v2 parts of the policy arms")
     ap.add_argument("--dose", action="append", default=[],
                     help="KEY=JSON override of the safety block (a dev sweep); names the arm")
@@ -228,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = tuple(p for p in args.parts.split(",") if p)
     dose = _parse_dose(args.dose)
     suffix = "".join(f"+{k}={v}" for k, v in sorted(dose.items()))
-    suffix += "" if parts == ("ctrl", "responsible", "anchors") else f"+parts={'.'.join(parts)}"
+    suffix += "" if parts == POLICY_PARTS else f"+parts={'.'.join(parts)}"
     print(f"scale {args.scale}, split {args.split}: {scale}", flush=True)
     rows = []
     for arm in [a for a in args.arms.split(",") if a]:
