@@ -61,10 +61,21 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        subprocess.run(_as_postgres_user([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir),
-                                          "-m", "immediate", "-w", "stop"]), capture_output=True,
-                       check=False)
+        self.halt("immediate")
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server process, keeping its data (chaos tests restart it with `start`)."""
+        subprocess.run(_as_postgres_user([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir),
+                                          "-m", mode, "-w", "stop"]), capture_output=True,
+                       check=False)
+
+    def start(self) -> None:
+        opts = (f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        subprocess.run(_as_postgres_user([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir),
+                                          "-w", "-l", str(self.data_dir / "log"), "-o", opts,
+                                          "start"]), check=True, capture_output=True)
 
 
 def start_postgres() -> PostgresServer:
@@ -77,12 +88,9 @@ def start_postgres() -> PostgresServer:
     subprocess.run(_as_postgres_user([str(bin_dir / "initdb"), "-D", str(data), "--auth=trust",
                                       "-U", "postgres", "-E", "UTF8", "--no-sync"]),
                    check=True, capture_output=True)
-    opts = (f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=200")
-    subprocess.run(_as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-w",
-                                      "-l", str(data / "log"), "-o", opts, "start"]),
-                   check=True, capture_output=True)
-    return PostgresServer(port=port, data_dir=data, bin_dir=bin_dir)
+    server = PostgresServer(port=port, data_dir=data, bin_dir=bin_dir)
+    server.start()
+    return server
 
 
 def _redis_binary() -> str:
@@ -103,20 +111,25 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def stop(self) -> None:
+        self.halt()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def halt(self) -> None:
+        """Stop the server (chaos tests start it again on the same port with `restart`)."""
         self.process.terminate()
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def restart(self, appendonly: bool = False) -> None:
+        self.process = _spawn_redis(self.port, self.work_dir, appendonly)
 
 
-def start_redis() -> RedisServer:
-    binary = _redis_binary()
-    work = Path(tempfile.mkdtemp(prefix="buckle-redis-"))
-    port = free_port()
-    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                             "--appendonly", "no", "--dir", str(work), "--databases", "64"],
+def _spawn_redis(port: int, work: Path, appendonly: bool = False) -> subprocess.Popen:
+    proc = subprocess.Popen([_redis_binary(), "--bind", "127.0.0.1", "--port", str(port),
+                             "--save", "", "--appendonly", "yes" if appendonly else "no",
+                             "--dir", str(work), "--databases", "64"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -124,8 +137,16 @@ def start_redis() -> RedisServer:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
-                    return RedisServer(port=port, process=proc, work_dir=work)
+                    return proc
         except OSError:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"redis-server did not answer on port {port}")
+
+
+def start_redis(appendonly: bool = False) -> RedisServer:
+    """A throwaway Redis; `appendonly=True` keeps queued messages across a restart, as the
+    compose file's Redis does."""
+    work = Path(tempfile.mkdtemp(prefix="buckle-redis-"))
+    port = free_port()
+    return RedisServer(port=port, process=_spawn_redis(port, work, appendonly), work_dir=work)

@@ -13,9 +13,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from buckle.errors import BuckleError, DatasetFormatError, UnknownNameError
+
+# Errors that mean "the database is not reachable right now", not "this request is wrong".
+DBUnavailable: tuple[type[Exception], ...] = (sa_exc.OperationalError, sa_exc.InterfaceError,
+                                              sa_exc.TimeoutError)
 
 log = logging.getLogger("buckle.api")
 
@@ -114,6 +119,18 @@ def install(app: FastAPI) -> None:
         return _response(APIError(exc.status_code, message,
                                   type=_HTTP_TYPES.get(exc.status_code, "invalid_request_error"),
                                   headers=getattr(exc, "headers", None)))
+
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        # The registry is down or restarting: a retryable 503, not a 500. The connection pool
+        # pre-pings, so the first request after the database is back succeeds again.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    type(exc).__name__)
+        return _response(APIError(503, "The registry database is unavailable; retry shortly.",
+                                  type="server_error", code="database_unavailable",
+                                  headers={"Retry-After": "5"}))
+
+    for exc_class in DBUnavailable:
+        app.add_exception_handler(exc_class, _database_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -29,7 +29,7 @@ from sqlalchemy import func, or_, select, update
 import buckle.errors
 from app.core.config import BASE_LEARNING_RATE, get_settings
 from app.core.db import session_scope
-from app.errors import APIError
+from app.errors import APIError, DBUnavailable
 from app.ids import new_id
 from app.models import (
     Adapter,
@@ -51,6 +51,7 @@ from buckle.pipeline.spec import (
     ProgressEvent,
 )
 from workers import screening
+from workers.db_retry import with_db_retry
 from workers.result_files import add_result_file, append_step
 
 log = logging.getLogger("buckle.worker")
@@ -204,9 +205,14 @@ class JobReporter:
         now = time.monotonic()
         if now - self._last_check >= self.cancel_poll_s:
             self._last_check = now
-            with session_scope() as session:
-                status = session.scalar(select(FineTuningJob.status)
-                                        .where(FineTuningJob.id == self.job_id))
+            try:
+                with session_scope() as session:
+                    status = session.scalar(select(FineTuningJob.status)
+                                            .where(FineTuningJob.id == self.job_id))
+            except DBUnavailable:  # keep training; the lease decides who owns the job
+                log.warning("job %s: database unavailable; cancellation check skipped",
+                            self.job_id)
+                return False
             self._cancelled = status != "running"
         return self._cancelled
 
@@ -221,6 +227,13 @@ class JobReporter:
             self._last_train_event = now
         log.info("job %s [%s %.0f%%] %s", self.job_id, event.stage, event.fraction * 100,
                  event.message)
+        try:
+            self._store(event)
+        except DBUnavailable:  # an event is dropped, the job goes on (the step log keeps steps)
+            log.warning("job %s: database unavailable; event dropped: %s", self.job_id,
+                        event.message)
+
+    def _store(self, event: ProgressEvent) -> None:
         with session_scope() as session:
             owned = (FineTuningJob.lease_owner == self.lease.owner)
             session.execute(update(FineTuningJob)
@@ -462,7 +475,7 @@ def _run_leased(job_id: str, lease: Lease) -> str:
         log.exception("job %s crashed", job_id)
         _fail(job_id, lease, "internal_error", f"{type(exc).__name__}: {exc}", None)
         return "done"
-    if not _release(job, result, lease.owner):
+    if not with_db_retry(lambda: _release(job, result, lease.owner), f"releasing {job_id}"):
         log.warning("job %s finished but was cancelled meanwhile; adapter discarded", job_id)
     return "done"
 
@@ -480,5 +493,8 @@ def _stopped_for_pause(job_id: str, lease: Lease) -> bool:
 
 
 def _fail(job_id: str, lease: Lease, code: str, message: str, param: str | None) -> None:
-    with session_scope() as session:
-        jobs.fail(session, job_id, code, message, param, expect=("running",), owner=lease.owner)
+    def write() -> None:
+        with session_scope() as session:
+            jobs.fail(session, job_id, code, message, param, expect=("running",),
+                      owner=lease.owner)
+    with_db_retry(write, f"failing {job_id}")

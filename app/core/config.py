@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="A job still waiting for a worker after this long is sent "
                                   "again (the filesystem broker cannot redeliver a lost task).")
     cancel_poll_s: float = Field(1.0, ge=0, description="Min seconds between cancellation checks.")
+    db_retry_s: float = Field(
+        600.0, ge=0, description="How long a worker retries the writes a job's outcome depends "
+                                 "on (release, failure) while the database is unreachable.")
     event_throttle_s: float = Field(
         1.0, ge=0, description="Min seconds between stored `train` progress events of one job.")
     checkpoint_every: int = Field(

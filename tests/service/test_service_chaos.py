@@ -1,0 +1,103 @@
+"""Chaos: the registry's PostgreSQL, or the broker's Redis, restarted while a job trains (real
+API, real Celery worker, stand-in pipeline). The job still finishes exactly once — one adapter,
+one completion, every step in its result file — the API answers 503 (never 500) while a
+dependency is down, and recovers by itself. Each test has its own server to restart."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import httpx
+from conftest import new_stack
+from servicekit import GOOD_JSONL, make_org, wait_for
+
+from app.devservers import start_postgres, start_redis
+
+JOB = {"FAKE_STEPS": "30", "FAKE_STEP_S": "0.2", "FAKE_CKPT_EVERY": "3"}
+
+
+def _steps(stack, job_id: str) -> list[int]:
+    log = Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts" / "jobs" / job_id / "work" / "steps.log"
+    return [int(line.split()[1]) for line in log.read_text().splitlines() if line] \
+        if log.exists() else []
+
+
+def _start_job(stack) -> tuple[httpx.Client, str]:
+    api = httpx.Client(base_url=stack.api_url, headers=make_org().headers, timeout=30)
+    f = api.post("/v1/files", data={"purpose": "fine-tune"},
+                 files={"file": ("train.jsonl", GOOD_JSONL)}).json()
+    job = api.post("/v1/fine_tuning/jobs", json={"model": "smollm2-135m-instruct",
+                                                 "training_file": f["id"]}).json()
+    wait_for(lambda: len(_steps(stack, job["id"])) >= 5, timeout=60)
+    return api, job["id"]
+
+
+def _finished_exactly_once(stack, api: httpx.Client, job_id: str) -> dict:
+    def done():
+        r = api.get(f"/v1/fine_tuning/jobs/{job_id}")
+        return r.status_code == 200 and r.json()["status"] in ("succeeded", "failed") and r.json()
+    job = wait_for(done, timeout=120)
+    assert job["status"] == "succeeded", job
+    events = [e["message"] for e in api.get(f"/v1/fine_tuning/jobs/{job_id}/events",
+                                            params={"limit": 1000}).json()["data"]]
+    assert events.count("The job has successfully completed") == 1
+    assert [a["fine_tuning_job_id"] for a in api.get("/v1/adapters").json()["data"]] == [job_id]
+    assert set(_steps(stack, job_id)) == set(range(1, 31))  # nothing lost
+    rows = list(csv.DictReader(io.StringIO(api.get(
+        f"/v1/files/{job['result_files'][0]}/content").text)))
+    assert [int(r["stage_step"]) for r in rows] == list(range(1, 31))  # each step once
+    return job
+
+
+def test_postgres_restarted_mid_job(tmp_path, redis_server, monkeypatch):
+    pg = start_postgres()
+    stack = new_stack("production", tmp_path, pg, redis_server)
+    try:
+        stack.apply(monkeypatch)
+        stack.start_api()
+        stack.start_worker(**JOB)
+        api, job_id = _start_job(stack)
+        pg.halt("fast")
+        r = api.get(f"/v1/fine_tuning/jobs/{job_id}")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
+        assert r.headers["retry-after"] == "5"
+        assert api.get("/v1/files").status_code == 503
+        assert httpx.get(stack.api_url + "/readyz", timeout=30).status_code == 503
+        time.sleep(4)  # longer than the job lease (3 s): the worker rides it out
+        pg.start()
+        wait_for(lambda: api.get(f"/v1/fine_tuning/jobs/{job_id}").status_code == 200,
+                 timeout=30)  # recovers by itself
+        assert httpx.get(stack.api_url + "/readyz", timeout=30).status_code == 200
+        _finished_exactly_once(stack, api, job_id)
+    finally:
+        stack.stop()
+        pg.stop()
+
+
+def test_redis_restarted_mid_job(tmp_path, postgres, monkeypatch):
+    redis = start_redis(appendonly=True)
+    stack = new_stack("production", tmp_path, postgres, redis)
+    try:
+        stack.apply(monkeypatch)
+        stack.start_api()
+        stack.start_worker(**JOB)
+        api, job_id = _start_job(stack)
+        redis.halt()
+        assert api.get(f"/v1/fine_tuning/jobs/{job_id}").status_code == 200  # registry is up
+        assert httpx.get(stack.api_url + "/readyz", timeout=30).status_code == 503
+        f = api.post("/v1/files", data={"purpose": "fine-tune"},
+                     files={"file": ("train.jsonl", GOOD_JSONL)}).json()
+        r = api.post("/v1/fine_tuning/jobs", json={"model": "smollm2-135m-instruct",
+                                                   "training_file": f["id"]})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "queue_unavailable"
+        time.sleep(2)
+        redis.restart(appendonly=True)
+        wait_for(lambda: httpx.get(stack.api_url + "/readyz", timeout=30).status_code == 200,
+                 timeout=30)
+        _finished_exactly_once(stack, api, job_id)
+    finally:
+        stack.stop()
+        redis.stop()
