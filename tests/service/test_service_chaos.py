@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -52,14 +54,24 @@ def _finished_exactly_once(stack, api: httpx.Client, job_id: str) -> dict:
     return job
 
 
-def test_postgres_restarted_mid_job(tmp_path, redis_server, monkeypatch):
-    pg = start_postgres()
-    stack = new_stack("production", tmp_path, pg, redis_server)
+@contextmanager
+def _running_job(tmp_path, monkeypatch, postgres, redis, own) -> Iterator[tuple]:
+    """A production stack (API + one worker) with a job 5 steps in; `own` is the server this
+    test restarts, stopped with the stack."""
+    stack = new_stack("production", tmp_path, postgres, redis)
     try:
         stack.apply(monkeypatch)
         stack.start_api()
         stack.start_worker(**JOB)
-        api, job_id = _start_job(stack)
+        yield (stack, *_start_job(stack))
+    finally:
+        stack.stop()
+        own.stop()
+
+
+def test_postgres_restarted_mid_job(tmp_path, redis_server, monkeypatch):
+    pg = start_postgres()
+    with _running_job(tmp_path, monkeypatch, pg, redis_server, pg) as (stack, api, job_id):
         pg.halt("fast")
         r = api.get(f"/v1/fine_tuning/jobs/{job_id}")
         assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
@@ -72,19 +84,11 @@ def test_postgres_restarted_mid_job(tmp_path, redis_server, monkeypatch):
                  timeout=30)  # recovers by itself
         assert httpx.get(stack.api_url + "/readyz", timeout=30).status_code == 200
         _finished_exactly_once(stack, api, job_id)
-    finally:
-        stack.stop()
-        pg.stop()
 
 
 def test_redis_restarted_mid_job(tmp_path, postgres, monkeypatch):
     redis = start_redis(appendonly=True)
-    stack = new_stack("production", tmp_path, postgres, redis)
-    try:
-        stack.apply(monkeypatch)
-        stack.start_api()
-        stack.start_worker(**JOB)
-        api, job_id = _start_job(stack)
+    with _running_job(tmp_path, monkeypatch, postgres, redis, redis) as (stack, api, job_id):
         redis.halt()
         assert api.get(f"/v1/fine_tuning/jobs/{job_id}").status_code == 200  # registry is up
         assert httpx.get(stack.api_url + "/readyz", timeout=30).status_code == 503
@@ -98,6 +102,3 @@ def test_redis_restarted_mid_job(tmp_path, postgres, monkeypatch):
         wait_for(lambda: httpx.get(stack.api_url + "/readyz", timeout=30).status_code == 200,
                  timeout=30)
         _finished_exactly_once(stack, api, job_id)
-    finally:
-        stack.stop()
-        redis.stop()
