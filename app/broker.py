@@ -11,7 +11,7 @@ never back).
   pipeline resumes from the job's work dir (its last checkpoint).
 - Redis redelivers an unacknowledged task after `visibility_timeout`; training runs for hours,
   so it is raised far above the longest job. A dead worker is noticed much sooner by its lapsed
-  job lease (see workers.job_runner.recover_orphans), which works on every broker.
+  job lease (see workers.recovery.recover_orphans), which works on every broker.
 - No result backend: results live in the registry; chains do not need one.
 - Tasks are sent by name: the API never imports the worker code (or torch).
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,6 +48,7 @@ def delete(session: Session, store: LocalArtifactStore, row: Adapter) -> None:
     session.commit()
     for key in keys:
         store.delete(key)
+    store.delete(str(PurePosixPath(row.storage_key).parent))  # the release attempt's folder
 
 
 def to_public(row: Adapter) -> AdapterPublic:

@@ -66,6 +66,7 @@ def run(spec, progress=None, should_cancel=None):
     report = work / "safety_report.json"
     report.write_text(json.dumps({"policy": spec.safety.policy, **safety}))
     emit("done", "Adapter saved", 1.0)
+    time.sleep(float(os.environ.get("FAKE_DONE_SLEEP_S", "0")))  # a slow hand-back (chaos tests)
     digests = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in adapter.iterdir()}
     return JobResult(adapter_dir=str(adapter), adapter_sha256=digests, report_path=str(report),
                      safety=safety, trained_tokens=100 * len(conversations),

@@ -6,7 +6,10 @@ dependency is down, and recovers by itself. Each test has its own server to rest
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import os
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,3 +105,46 @@ def test_redis_restarted_mid_job(tmp_path, postgres, monkeypatch):
         wait_for(lambda: httpx.get(stack.api_url + "/readyz", timeout=30).status_code == 200,
                  timeout=30)
         _finished_exactly_once(stack, api, job_id)
+
+
+def _job_status(api: httpx.Client, job_id: str) -> str:
+    return api.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"]
+
+
+def test_a_stale_worker_never_touches_the_adapter_another_worker_released(tmp_path, postgres,
+                                                                         redis_server,
+                                                                         monkeypatch):
+    """Worker A finishes training, then stalls (SIGSTOP) past its lease before releasing; B
+    takes the job over and releases it; A wakes up and tries to release too."""
+    stack = new_stack("production", tmp_path, postgres, redis_server)
+    try:
+        stack.apply(monkeypatch)
+        stack.start_api()
+        a = stack.start_worker(name="a", FAKE_STEPS="4", FAKE_STEP_S="0.1",
+                               FAKE_DONE_SLEEP_S="8")
+        api = httpx.Client(base_url=stack.api_url, headers=make_org().headers, timeout=30)
+        f = api.post("/v1/files", data={"purpose": "fine-tune"},
+                     files={"file": ("train.jsonl", GOOD_JSONL)}).json()
+        job_id = api.post("/v1/fine_tuning/jobs", json={"model": "smollm2-135m-instruct",
+                                                        "training_file": f["id"]}).json()["id"]
+        wait_for(lambda: any(e["message"] == "Adapter saved" for e in api.get(
+            f"/v1/fine_tuning/jobs/{job_id}/events").json()["data"]), timeout=60)
+        os.killpg(a.pid, signal.SIGSTOP)  # A holds a finished adapter and stops answering
+        stack.start_worker(name="b", FAKE_STEPS="4", FAKE_STEP_S="0.1")
+        wait_for(lambda: _job_status(api, job_id) == "succeeded", timeout=60)
+        job = api.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+        adapter = api.get(f"/v1/adapters/{job['fine_tuned_model']}").json()
+        archive = api.get(f"/v1/adapters/{adapter['id']}/content").content
+        os.killpg(a.pid, signal.SIGCONT)  # A wakes up and hands its result back, too late
+        log = Path(stack.env["BUCKLE_DATA_DIR"]) / "worker-a.log"
+        wait_for(lambda: "adapter discarded" in log.read_text(), timeout=60)
+        assert api.get(f"/v1/adapters/{adapter['id']}").json() == adapter  # registry untouched
+        again = api.get(f"/v1/adapters/{adapter['id']}/content")
+        assert again.status_code == 200 and again.content == archive  # files untouched
+        assert hashlib.sha256(archive).hexdigest() == adapter["sha256"]
+        attempts = list((Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts" / "adapters"
+                         / job_id).iterdir())
+        assert len(attempts) == 1  # A removed its own attempt, and only that
+        assert api.get(f"/v1/fine_tuning/jobs/{job_id}").json() == job
+    finally:
+        stack.stop()

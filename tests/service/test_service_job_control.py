@@ -124,14 +124,14 @@ def test_a_fine_tune_is_deleted_with_its_files_and_lists_paginate(fresh_stack, t
     adapter = api.get(f"/v1/adapters/{gone}").json()
     store = Path(fresh_stack.env["BUCKLE_DATA_DIR"]) / "artifacts" / "adapters"
     folder = store / adapter["fine_tuning_job_id"]
-    assert (folder / "adapter.tar.gz").is_file()
+    assert len(list(folder.rglob("adapter.tar.gz"))) == 1
     deleted = sdk.models.delete(gone)
     assert deleted.id == gone and deleted.deleted is True
     with pytest.raises(openai.NotFoundError):
         sdk.models.retrieve(gone)
     assert api.get(f"/v1/adapters/{gone}").status_code == 404
     assert api.get(f"/v1/adapters/{gone}/content").status_code == 404
-    assert not (folder / "adapter.tar.gz").exists() and not (folder / "peft").exists()
+    assert not [p for p in folder.rglob("*") if p.is_file()]  # PEFT folder and archive gone
     assert gone not in [m.id for m in sdk.models.list()]
     with pytest.raises(openai.NotFoundError):
         sdk.models.delete(gone)
