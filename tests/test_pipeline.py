@@ -176,3 +176,30 @@ def test_auto_evaluates_base_and_adapter_and_records_its_rounds(customer_file, c
     assert last["asr"] - last["base_asr"] <= 0.5 or len(s["rounds"]) == 1 + 3
     report = json.loads(Path(result.report_path).read_text())
     assert report["n"] == 2 and report["adapter"]
+
+
+def test_every_checkpoint_is_reported_with_its_global_step_across_stages_and_resumes(
+        customer_file, curated_file, tmp_path):
+    """`post` = customer (8 rows, batch 4, 3 epochs: 6 steps) then restore (4 rows: 3 steps),
+    a checkpoint every 2 steps. Cancelled after its 3rd step, then resumed: the union of the
+    reported checkpoints is every resumable state, by global step, with the right step."""
+    spec = _spec(tmp_path, customer_file, "post", curated_file=str(curated_file))
+    spec = spec.model_copy(update={
+        "checkpoint_every": 2,
+        "hyperparameters": spec.hyperparameters.model_copy(update={"n_epochs": 3})})
+    first: list = []
+    with pytest.raises(JobCancelled):
+        run(spec, progress=first.append,
+            should_cancel=lambda: sum(e.stage == "train" for e in first) >= 3)
+    second: list = []
+    result = run(spec, progress=second.append)
+    reported = [e for e in first + second if e.stage == "checkpoint"]
+    for e in reported:  # the message names the same step as the data and the folder
+        assert e.message.endswith(f"checkpoint at step {e.data['stage_step']}"), e
+        assert e.data["step"] == e.data["stage_step"] + (6 if e.data["stage"] == "restore"
+                                                          else 0)
+    steps = {e.data["step"] for e in reported}
+    assert steps == {2, 3, 4, 6, 8, 9}  # 3: saved by the cancel; 6 and 9: stage adapters
+    assert [c["step"] for c in result.checkpoints] == [3, 4, 6, 8, 9]  # this run: from 3 on
+    resumed = next(e for e in second if e.stage == "checkpoint")
+    assert resumed.data["step"] == 3  # the resume reports the checkpoint it starts from

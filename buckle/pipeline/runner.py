@@ -46,7 +46,6 @@ from buckle.pipeline.spec import (
 )
 from buckle.settings import buckle_home
 from buckle.training import TrainingConfig, TrainProgress, train_lora
-from buckle.training.checkpoint import list_checkpoints
 
 # Share of the job's progress bar each phase owns (curation and training dominate on CPU).
 _SPAN = {"validate": (0.0, 0.02), "curate": (0.02, 0.30), "train": (0.30, 0.85),
@@ -158,11 +157,12 @@ class _StageTrainer:
         self.checkpoints: list[dict[str, Any]] = []
         self._planned = 0
         self._done_weight = 0
-        self._seen_checkpoints: set[str] = set()
+        self._step_offset = 0  # optimizer steps of the stages before this one (global steps)
 
     def run_all(self, stages: Sequence[Stage], init: Path | None = None) -> Path:
         self._planned = sum(len(s.conversations) for s in stages) or 1
         self._done_weight = 0
+        self._step_offset = 0
         adapter = init
         for k, stage in enumerate(stages):
             adapter = self.run_stage(stage, k, adapter)
@@ -172,37 +172,41 @@ class _StageTrainer:
     def run_stage(self, stage: Stage, k: int, init: Path | None) -> Path:
         out = self.root / f"{k}-{stage.name}"
         weight = len(stage.conversations)
-        # Checkpoints a resumed run starts from were reported by the run that wrote them.
-        self._seen_checkpoints.update(str(c) for c in list_checkpoints(out))
+        offset = self._step_offset
+        last = {"within": self._done_weight / self._planned}
 
         def progress(p: TrainProgress) -> None:
             within = (self._done_weight + weight * p.step / max(1, p.total_steps)) / self._planned
+            last["within"] = within
             self.events("train", f"{stage.name}: step {p.step}/{p.total_steps} loss {p.loss:.3f}",
                         within, stage=stage.name, step=p.step, total_steps=p.total_steps,
                         loss=p.loss, tokens_per_s=p.tokens_per_s, eta_s=p.eta_s)
-            newest = list_checkpoints(out)[-1:]
-            if newest and str(newest[0]) not in self._seen_checkpoints:
-                self._seen_checkpoints.add(str(newest[0]))
-                # The trainer saves after reporting a step, so the folder name (step-NNNNNN)
-                # is the checkpoint's step; the loss is that of the step just reported.
-                step = int(newest[0].name.rsplit("-", 1)[1])
-                record = {"step": step, "path": str(newest[0]), "stage": stage.name,
-                          "metrics": {"loss": p.loss}}
+
+        def on_checkpoint(step: int, folder: Path, loss: float | None) -> None:
+            # Every resumable state the trainer wrote or starts from, the stage's final adapter
+            # included; a resumed job reports some again (the service records them once).
+            # `step` is global across the policy's stages, so two stages never collide.
+            record = {"step": offset + step, "stage_step": step, "path": str(folder),
+                      "stage": stage.name,
+                      "metrics": {"loss": loss} if loss is not None else {}}
+            if all(c["step"] != record["step"] for c in self.checkpoints):
                 self.checkpoints.append(record)
-                self.events("checkpoint", f"{stage.name}: checkpoint at step {p.step}", within,
-                            phase="train", **record)
+            self.events("checkpoint", f"{stage.name}: checkpoint at step {step}",
+                        last["within"], phase="train", **record)
 
         try:
             config = (self.safety_config if stage.safety_items == len(stage.conversations) > 0
                       else self.config)
             result = train_lora(self.base, stage.conversations, config, out,
                                 init_adapter=init, progress=progress,
-                                should_cancel=self.events.should_cancel)
+                                should_cancel=self.events.should_cancel,
+                                on_checkpoint=on_checkpoint)
         except Cancelled as exc:
             raise JobCancelled(f"job cancelled during training stage {stage.name!r}: {exc}") \
                 from exc
         self.trained_tokens += result.trained_tokens
         self._done_weight += weight
+        self._step_offset += result.steps
         return Path(result.adapter_dir)
 
 

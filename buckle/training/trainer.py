@@ -72,6 +72,7 @@ class TrainProgress:
 
 
 ProgressCallback = Callable[[TrainProgress], None]
+CheckpointCallback = Callable[[int, Path, float | None], None]  # (step, folder, loss)
 CancelCheck = Callable[[], bool]
 
 
@@ -119,6 +120,7 @@ def train_lora(
     init_adapter: str | Path | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on `conversations`; write it to `out_dir/adapter` in PEFT format.
 
@@ -128,6 +130,10 @@ def train_lora(
     and restored afterwards: no LoRA stays in it and nothing is merged. Raises
     `TrainingCancelled` when `should_cancel()` turns true (checked before every step),
     `DatasetFormatError` for conversations that cannot be trained on (all listed at once),
+    `on_checkpoint(step, folder, loss)` is called for every resumable state on disk: each
+    checkpoint as it is saved (also the one a cancel saves), the one a resume starts from,
+    and the final adapter (a reused run reports it again), so a caller that records them
+    idempotently lists every one after any number of kills.
     `RunMismatchError` when `out_dir` holds a different run, `AdapterMismatchError` for an
     init adapter that does not fit.
     """
@@ -140,7 +146,10 @@ def train_lora(
         finished = read_final_result(out)
         if finished is not None:
             _check_fingerprint(out, finished["fingerprint"], fingerprint)
-            return _result_from_summary(out, finished, reused=True)
+            result = _result_from_summary(out, finished, reused=True)
+            if on_checkpoint is not None:
+                on_checkpoint(result.steps, result.adapter_dir, result.final_loss)
+            return result
         checkpoints = list_checkpoints(out)
         resume = checkpoints[-1] if checkpoints else None
         if resume is not None:
@@ -152,7 +161,8 @@ def train_lora(
             with attached_lora(base.model, config) as model:
                 return _fit(model, examples, config, out, fingerprint, init=init, resume=resume,
                             device=base.device, pad_id=_pad_id(base.tokenizer),
-                            progress=progress, should_cancel=should_cancel)
+                            progress=progress, should_cancel=should_cancel,
+                            on_checkpoint=on_checkpoint or (lambda *_: None))
 
 
 def _check_fingerprint(out: Path, found: str, expected: str) -> None:
@@ -179,7 +189,7 @@ def autocast_dtype(config: TrainingConfig, device: torch.device) -> torch.dtype 
 def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConfig, out: Path,
          fingerprint: str, *, init: Path | None, resume: Path | None, device: torch.device,
          pad_id: int, progress: ProgressCallback | None,
-         should_cancel: CancelCheck | None) -> TrainResult:
+         should_cancel: CancelCheck | None, on_checkpoint: CheckpointCallback) -> TrainResult:
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     total = steps_per_epoch * config.n_epochs
     params = [p for p in model.parameters() if p.requires_grad]
@@ -191,6 +201,7 @@ def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConf
         load_adapter_weights(model, resume, config)
         restore_optimizer(resume, optimizer, scheduler)
         state = read_trainer_state(resume)
+        on_checkpoint(state.step, resume, state.losses[-1] if state.losses else None)
     else:
         if init is not None:
             load_adapter_weights(model, init, config)
@@ -212,6 +223,7 @@ def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConf
         if should_cancel is not None and should_cancel():
             if state.step > saved_at:
                 last_saved = save()
+                on_checkpoint(state.step, last_saved, state.losses[-1] if state.losses else None)
             raise TrainingCancelled(state.step, total, last_saved)
         rows = [examples[i] for i in batches_of_epoch(state.epoch)[state.batch_in_epoch]]
         passes = micro_batches(rows, pad_id, config.tokens_per_pass(device.type))
@@ -222,11 +234,14 @@ def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConf
         if config.checkpoint_every and state.step % config.checkpoint_every == 0 \
                 and state.step < total:  # the last step's weights become the adapter instead
             last_saved = save()
+            on_checkpoint(state.step, last_saved, loss)
     summary = {**asdict(state), "final_loss": state.losses[-1],
                "resumed_from_step": clock.start_step if resume is not None else None,
                "elapsed_s": round(clock.elapsed(), 3), "config": config.model_dump(mode="json")}
     save_final_adapter(out, model, config, summary)
-    return _result_from_summary(out, summary, reused=False)
+    result = _result_from_summary(out, summary, reused=False)
+    on_checkpoint(result.steps, result.adapter_dir, result.final_loss)
+    return result
 
 
 def _record(state: TrainerState, loss: float, passes: list[MicroBatch]) -> None:
