@@ -18,6 +18,7 @@ from sqlalchemy import delete, or_, select, update
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.models import FineTuningJob, WorkerHeartbeat, utcnow
+from app.services import jobs
 
 log = logging.getLogger("buckle.worker")
 
@@ -65,6 +66,10 @@ def recover_orphans() -> list[str]:
                            FineTuningJob.enqueued_at < cutoff))
                 .values(enqueued_at=now).execution_options(synchronize_session=False)
             ).rowcount == 1
+            if claimed and status == "running":
+                jobs.add_event(session, job_id, "The worker running this job stopped "
+                               "responding (its lease lapsed); waiting for a worker to resume "
+                               "it from its last checkpoint", level="warn")
         if not claimed:
             continue
         if status == "validating_files":

@@ -137,6 +137,9 @@ def test_killed_worker_is_resumed_from_its_checkpoint_by_another(fresh_stack):
     events = [e["message"] for e in api.get(
         f"/v1/fine_tuning/jobs/{job['id']}/events?limit=100").json()["data"]]
     assert any("resumed the job from its last checkpoint (attempt 2)" in m for m in events)
+    waiting = [i for i, m in enumerate(events) if "waiting for a worker to resume" in m]
+    resumed_at = next(i for i, m in enumerate(events) if "resumed the job" in m)
+    assert waiting and waiting[-1] > resumed_at  # newest first: it said so before the resume
     assert events.count("The job has successfully completed") == 1
 
 
