@@ -1,0 +1,92 @@
+"""Soak: one real job (`buckle.pipeline.run`, default model) whose Celery worker is SIGKILLed
+five times at random points — four during training, one during evaluation — and restarted each
+time. It must finish exactly once, list every checkpoint once and in order, and release the
+very same adapter as an unkilled run of the same spec (bit-identical weights)."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import httpx
+import pytest
+from servicekit import make_org, wait_for
+from test_service_pipeline_e2e import (
+    REAL,
+    TINY_SAFETY,
+    _customer_file,
+    _events_oldest_first,
+    _wait_finished,
+)
+
+pytestmark = pytest.mark.slow
+KILLS_IN_TRAINING, KILLS_IN_EVALUATION = 4, 1
+
+
+def _submit(api: httpx.Client) -> dict:
+    """8 customer + 3 curated rows, batch 2, 3 epochs: 18 optimizer steps, a checkpoint each."""
+    f = api.post("/v1/files", data={"purpose": "fine-tune"},
+                 files={"file": ("customer.jsonl", _customer_file())}).json()
+    r = api.post("/v1/fine_tuning/jobs", json={
+        "model": "smollm2-135m-instruct", "training_file": f["id"], "seed": 1,
+        "hyperparameters": {"n_epochs": 3, "batch_size": 2}, "safety": TINY_SAFETY})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _events(api: httpx.Client, job_id: str) -> list[dict]:
+    return api.get(f"/v1/fine_tuning/jobs/{job_id}/events?limit=1000").json()["data"][::-1]
+
+
+def _train_steps(events: list[dict]) -> int:
+    return sum(e["type"] == "metrics" and e["data"].get("stage") == "train" for e in events)
+
+
+@pytest.mark.parametrize("fresh_stack", ["embedded"], indirect=True)
+def test_a_job_killed_five_times_finishes_once_with_the_unkilled_adapter(fresh_stack):
+    env = {**REAL, "BUCKLE_CHECKPOINT_EVERY": "1"}
+    rng = random.Random(7)
+    fresh_stack.start_api()
+    api = httpx.Client(base_url=fresh_stack.api_url, headers=make_org().headers, timeout=60)
+    reference_worker = fresh_stack.start_worker(name="reference", **env)
+    reference = _wait_finished(api, _submit(api)["id"])
+    assert reference["status"] == "succeeded", reference
+    fresh_stack.kill(reference_worker)
+
+    job = _submit(api)
+    kills, latencies = [], []
+    while len(kills) < KILLS_IN_TRAINING + KILLS_IN_EVALUATION:
+        worker = fresh_stack.start_worker(name=f"w{len(kills)}", **env)
+        before = _events(api, job["id"])
+        if len(kills) < KILLS_IN_TRAINING:
+            target = _train_steps(before) + rng.randint(1, 2)
+            wait_for(lambda t=target: _train_steps(_events(api, job["id"])) >= t, timeout=600,
+                     interval=0.2)
+            where = "training"
+        else:
+            seen = len(before)
+            wait_for(lambda n=seen: any(e["data"] and e["data"].get("stage") == "evaluate"
+                                        for e in _events(api, job["id"])[n:]),
+                     timeout=600, interval=0.2)
+            where = "evaluation"
+        if kills:  # from the previous kill to this worker's first progress
+            latencies.append(next(e["created_at"] for e in _events(api, job["id"])[len(before):]
+                                  if e["type"] == "metrics" or (e["data"] or {}).get("stage")
+                                  == "evaluate") - kills[-1][1])
+        fresh_stack.kill(worker)
+        kills.append((where, int(time.time())))
+    fresh_stack.start_worker(name="last", **env)
+    done = _wait_finished(api, job["id"])
+
+    assert done["status"] == "succeeded", done
+    events = _events_oldest_first(api, job["id"])
+    assert sum(e["message"] == "The job has successfully completed" for e in events) == 1
+    assert sum("resumed the job from its last checkpoint" in e["message"] for e in events) == 5
+    steps = [c["step_number"] for c in api.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints",
+                                               params={"limit": 100}).json()["data"]][::-1]
+    assert steps == list(range(1, 19)), steps  # every step once, in order, the final included
+    ours = api.get(f"/v1/adapters/{done['fine_tuned_model']}").json()["files"]
+    theirs = api.get(f"/v1/adapters/{reference['fine_tuned_model']}").json()["files"]
+    assert ours["adapter_model.safetensors"] == theirs["adapter_model.safetensors"]
+    print(f"\nsoak: {len(kills)} kills ({[w for w, _ in kills]}), 0 lost, 0 doubled, "
+          f"recovery latency after a kill (s): {latencies}")
