@@ -43,7 +43,7 @@ def _train_steps(events: list[dict]) -> int:
 
 
 @pytest.mark.parametrize("fresh_stack", ["embedded"], indirect=True)
-def test_a_job_killed_five_times_finishes_once_with_the_unkilled_adapter(fresh_stack):
+def test_a_job_killed_five_times_finishes_once_with_the_unkilled_adapter(fresh_stack, capsys):
     env = {**REAL, "BUCKLE_CHECKPOINT_EVERY": "1"}
     rng = random.Random(7)
     fresh_stack.start_api()
@@ -88,5 +88,6 @@ def test_a_job_killed_five_times_finishes_once_with_the_unkilled_adapter(fresh_s
     ours = api.get(f"/v1/adapters/{done['fine_tuned_model']}").json()["files"]
     theirs = api.get(f"/v1/adapters/{reference['fine_tuned_model']}").json()["files"]
     assert ours["adapter_model.safetensors"] == theirs["adapter_model.safetensors"]
-    print(f"\nsoak: {len(kills)} kills ({[w for w, _ in kills]}), 0 lost, 0 doubled, "
-          f"recovery latency after a kill (s): {latencies}")
+    with capsys.disabled():  # the figures the issue asks for, in every CI log
+        print(f"\nsoak: {len(kills)} kills ({', '.join(w for w, _ in kills)}), 0 lost, "
+              f"0 doubled, recovery latency after a kill (s): {latencies}")
