@@ -190,6 +190,9 @@ class JobReporter:
         self.cancel_poll_s, self.throttle_s = s.cancel_poll_s, s.event_throttle_s
         self._last_check, self._cancelled = 0.0, False
         self._last_train_event = 0.0
+        # checkpoints whose row could not be written (database away): written with the next
+        # event that gets through, so the checkpoint list stays complete
+        self._unrecorded: list[dict[str, Any]] = []
 
     def should_cancel(self) -> bool:
         if self._cancelled or self.lease.lost.is_set():
@@ -224,6 +227,8 @@ class JobReporter:
         except DBUnavailable:  # an event is dropped, the job goes on (the step log keeps steps)
             log.warning("job %s: database unavailable; event dropped: %s", self.job_id,
                         event.message)
+            if event.stage == "checkpoint" and "step" in event.data:
+                self._unrecorded.append(dict(event.data))
 
     def _store(self, event: ProgressEvent) -> None:
         with session_scope() as session:
@@ -243,10 +248,12 @@ class JobReporter:
             if memory is not None:
                 data["gpu_memory_bytes"] = memory
             jobs.add_event(session, self.job_id, event.message, type=kind, data=data)
-            if event.stage == "checkpoint" and "step" in event.data:
-                self._record_checkpoint(session, event.data)
+            for data in [*self._unrecorded, *([event.data] if event.stage == "checkpoint"
+                                              and "step" in event.data else [])]:
+                self._record_checkpoint(session, data)
             if event.stage == "curate" and event.data.get("config_hash"):
                 self._record_corpus(session, event.data)
+        self._unrecorded.clear()  # committed
 
     def _record_checkpoint(self, session: Any, data: dict[str, Any]) -> None:
         step = int(data["step"])

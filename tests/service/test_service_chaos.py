@@ -54,6 +54,9 @@ def _finished_exactly_once(stack, api: httpx.Client, job_id: str) -> dict:
     rows = list(csv.DictReader(io.StringIO(api.get(
         f"/v1/files/{job['result_files'][0]}/content").text)))
     assert [int(r["stage_step"]) for r in rows] == list(range(1, 31))  # each step once
+    checkpoints = api.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints",
+                          params={"limit": 100}).json()["data"]
+    assert sorted(c["step_number"] for c in checkpoints) == list(range(3, 31, 3))  # all listed
     return job
 
 
