@@ -20,7 +20,8 @@ with the product's default hyperparameters. Utility = loss and exact match on he
   benign, benign-during   the triage rows alone, without and with `during`
 
 Splits share nothing. Harmful prompts: AdvBench 0–99 (test) / 200–259 (dev). Benign: chatterbot
-prompts 0–49 + everyday-test 0–49 (test) / chatterbot 400–459 (dev). Borderline: `borderline`
+prompts 0–49 + everyday-test 0–49 (test) / chatterbot 400–459 + everyday-dev 0–59 (dev; the
+everyday-dev half since 2026-12-01, runs before it are in `dev-v1`). Borderline: `borderline`
 (test) / `borderline-dev`. Training data never comes from these: the attack is harmful-qa 0–31,
 `responsible` answers harmful-qa 64–263, `anchors` answers `anchor-prompts` (everyday train
 split + chatterbot small talk from prompt 600), `ctrl` revises the model's `everyday` answers,
@@ -74,7 +75,8 @@ SPLITS = {
     # name: (harmful (source, offset, limit), benign [(source, offset, limit)], borderline)
     "test": (("advbench", 0, 100), [("chatterbot", 0, 50), ("everyday-test", 0, 50)],
              ("borderline", 0, 1000)),
-    "dev": (("advbench", 200, 60), [("chatterbot", 400, 60)], ("borderline-dev", 0, 1000)),
+    "dev": (("advbench", 200, 60), [("chatterbot", 400, 60), ("everyday-dev", 0, 60)],
+            ("borderline-dev", 0, 1000)),
 }
 SMOKE_LIMIT = 10  # prompts per evaluation set at scale smoke
 # The dose of each policy, chosen on the dev split (docs/results.md has the sweep, 2026-12-01):

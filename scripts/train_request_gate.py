@@ -107,7 +107,8 @@ def _data() -> dict[str, list[str]]:
         "pos": sorted({r.prompt for r in train}
                       | {c.prompt for c in load_conversations("harmful-qa")}),
         "neg": sorted(set(benign_train) | set(benign_instructions())
-                      | {p.prompt for p in load_prompts("everyday")}),
+                      | {p.prompt for p in load_prompts("everyday")}
+                      | {p.prompt for p in load_prompts("everyday-dev")}),  # train until 12-01
         "held_pos": held_prompts,
         "held_neg": sorted(eval_prompts),
         "everyday_test": [p.prompt for p in load_prompts("everyday-test")],

@@ -22,7 +22,8 @@ from buckle.errors import DatasetFormatError, UnknownNameError
 ALPACA_5000 = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_5000.json"
 
 # Packaged prompt sets written for Buckle (buckle/data/prompts/) and their minimum sizes.
-PACKAGED = {"borderline": 70, "borderline-dev": 70, "everyday": 300, "everyday-test": 100}
+PACKAGED = {"borderline": 70, "borderline-dev": 70, "everyday": 250, "everyday-dev": 60,
+            "everyday-test": 100}
 
 
 def test_list_sources_names_the_builtins():
@@ -199,6 +200,15 @@ def test_everyday_marks_safety_topics_and_spans_categories():
     safety = sum(1 for p in prompts if p.category.startswith("safety_"))
     assert 0.2 <= safety / len(prompts) <= 0.4
     assert len({p.category for p in load_prompts("everyday", limit=20)}) >= 15  # interleaved
+
+
+def test_everyday_dev_is_never_curated_anchored_or_tested():
+    """The dev split's instructions choose doses: no corpus part may train on them."""
+    dev = {p.prompt for p in load_prompts("everyday-dev")}
+    trained = {p.prompt for n in ("everyday", "anchor-prompts") for p in load_prompts(n)}
+    assert len(dev) == 60 and not dev & trained
+    assert not dev & {p.prompt for p in load_prompts("everyday-test")}
+    assert len({p.category for p in load_prompts("everyday-dev")}) >= 15
 
 
 def test_packaged_prompt_file_problems_name_file_and_line():

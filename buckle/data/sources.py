@@ -146,7 +146,7 @@ def _conversation_source(
 # file -> the splits its lines may carry.
 PACKAGED_PROMPTS: dict[str, frozenset[str]] = {
     "borderline.jsonl": frozenset({"dev", "test"}),
-    "everyday.jsonl": frozenset({"train", "test"}),
+    "everyday.jsonl": frozenset({"train", "dev", "test"}),
 }
 
 
@@ -241,6 +241,9 @@ _BUILTINS: dict[str, _Builtin] = {
     "everyday": _packaged_source(
         "everyday", "everyday.jsonl", "train",
         "everyday advice and how-to instructions (curation source and anchor prompts)"),
+    "everyday-dev": _packaged_source(
+        "everyday-dev", "everyday.jsonl", "dev",
+        "everyday advice and how-to instructions (benign dev set, for choosing doses)"),
     "everyday-test": _packaged_source(
         "everyday-test", "everyday.jsonl", "test",
         "everyday advice and how-to instructions (held-out benign evaluation set)"),
