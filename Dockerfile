@@ -9,6 +9,6 @@ COPY buckle ./buckle
 COPY app ./app
 COPY workers ./workers
 COPY migrations ./migrations
-RUN pip install -e .
+RUN pip install -e ".[s3]"
 EXPOSE 8000
 CMD ["buckle", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,7 +1,9 @@
-"""Throwaway local PostgreSQL and Redis servers for tests and benchmarks (no Docker needed).
+"""Throwaway local PostgreSQL, Redis and S3-compatible servers for tests and benchmarks (no
+Docker needed).
 
 Binaries come from the Debian packages (`apt-get install postgresql redis-server`, what `.ci/run`
-does) or from `BUCKLE_PG_BIN` / `BUCKLE_REDIS_SERVER`. Each server gets its own data directory and
+does) or from `BUCKLE_PG_BIN` / `BUCKLE_REDIS_SERVER`; the S3 server is moto's standalone server
+(`moto[server]` from PyPI, a test dependency), a real HTTP endpoint speaking the S3 REST API. Each server gets its own data directory and
 a free port on 127.0.0.1, and is stopped (and its directory removed) by `stop()`.
 """
 
@@ -150,3 +152,63 @@ def start_redis(appendonly: bool = False) -> RedisServer:
     work = Path(tempfile.mkdtemp(prefix="buckle-redis-"))
     port = free_port()
     return RedisServer(port=port, process=_spawn_redis(port, work, appendonly), work_dir=work)
+
+
+@dataclass
+class S3Server:
+    """An S3-compatible endpoint (moto's server process) with one bucket made for the caller."""
+
+    port: int
+    process: subprocess.Popen
+    bucket: str
+    credentials: dict[str, str] = field(default_factory=lambda: {
+        "AWS_ACCESS_KEY_ID": "buckle-test", "AWS_SECRET_ACCESS_KEY": "buckle-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1"})
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, prefix: str) -> dict[str, str]:
+        """What a Buckle process needs to keep its artifacts under `s3://bucket/prefix`."""
+        return {"BUCKLE_STORAGE_URL": f"s3://{self.bucket}/{prefix}",
+                "BUCKLE_S3_ENDPOINT_URL": self.endpoint_url, **self.credentials}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_s3(bucket: str = "buckle") -> S3Server:
+    import sys
+
+    import httpx
+
+    if shutil.which("moto_server") is None and not _has_module("moto.server"):
+        raise ServerUnavailable("moto's S3 server is not installed: pip install 'moto[server]'")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = S3Server(port=port, process=proc, bucket=bucket)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            # PUT /bucket creates it (anonymous requests are accepted by moto)
+            if httpx.put(f"{server.endpoint_url}/{bucket}", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the S3 server did not answer on port {port}")
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False

@@ -47,14 +47,14 @@ def _prompt_spec(prompt_set: dict[str, str] | None) -> str | None:
         return None
     if "name" in prompt_set:
         return prompt_set["name"]
-    return str(get_store().path(prompt_set["storage_key"]))
+    return str(get_store().local_file(prompt_set["storage_key"]))
 
 
 def _evaluate(config: dict[str, Any], adapter_key: str | None) -> dict[str, Any]:
     from buckle.evaluation.runner import EvalConfig, evaluate
     from buckle.models import load_model
 
-    adapter = str(get_store().path(adapter_key)) if adapter_key else None
+    adapter = str(get_store().local_tree(adapter_key)) if adapter_key else None
     loaded = load_model(config["base_model"], adapter=adapter)
     report = evaluate(loaded, EvalConfig(
         prompts=_prompt_spec(config["prompt_set"]), limit=config["limit"],

@@ -38,7 +38,7 @@ from app.models import (
 )
 from app.services import data_refs, jobs
 from app.services import files as file_service
-from app.storage import LocalArtifactStore, get_store
+from app.storage import ArtifactStore, get_store
 from buckle.errors import BuckleError, DatasetFormatError
 from buckle.pipeline.spec import (
     Hyperparameters,
@@ -48,8 +48,9 @@ from buckle.pipeline.spec import (
 )
 from workers import screening
 from workers.db_retry import with_db_retry
-from workers.release import release, work_dir_of
+from workers.release import release
 from workers.result_files import append_step
+from workers.workdir import WorkDirMirror, work_dir_of
 
 log = logging.getLogger("buckle.worker")
 # Anything the pipeline raises when should_cancel() turned true (curation may raise the base).
@@ -86,7 +87,8 @@ def validate(job_id: str) -> None:
                           expect=("validating_files",))
                 return
             try:
-                data = store.path(row.storage_key).read_bytes()
+                with store.open(row.storage_key) as f:
+                    data = f.read()
                 file_service.validate_content(data, row.filename, "fine-tune")
             except Exception as exc:  # noqa: BLE001 - any unreadable file fails the job
                 message = getattr(exc, "message", None) or str(exc)
@@ -102,14 +104,14 @@ def validate(job_id: str) -> None:
 
 # Training (train queue) ----------------------------------------------------------------------
 
-def job_spec(job: FineTuningJob, store: LocalArtifactStore, session: Any) -> JobSpec:
+def job_spec(job: FineTuningJob, store: ArtifactStore, session: Any) -> JobSpec:
     """The library's JobSpec: the job's ids resolved to its own organization's stored files
     (an APIError names the field whose reference no longer resolves)."""
     def path_of(file_id: str | None, param: str) -> str | None:
         if not file_id:
             return None
         ref = data_refs.resolve(session, job.org_id, file_id, "training-file", param)
-        return str(store.path(ref.file.storage_key))
+        return str(store.local_file(ref.file.storage_key))
 
     hp = job.hyperparameters
     return JobSpec(
@@ -119,7 +121,7 @@ def job_spec(job: FineTuningJob, store: LocalArtifactStore, session: Any) -> Job
             n_epochs=hp["n_epochs"], batch_size=hp["batch_size"],
             learning_rate=hp["learning_rate_multiplier"] * BASE_LEARNING_RATE),
         safety=data_refs.library_safety(session, job.org_id, job.safety, store), seed=job.seed,
-        work_dir=str(work_dir_of(store, job.id)),
+        work_dir=str(work_dir_of(job.id)),
         checkpoint_every=get_settings().checkpoint_every)
 
 
@@ -183,10 +185,10 @@ class JobReporter:
     """The pipeline's progress and should_cancel callbacks, writing to the registry."""
 
     def __init__(self, job_id: str, org_id: str, model: str, lease: Lease,
-                 work_dir: Path) -> None:
+                 work_dir: Path, mirror: WorkDirMirror) -> None:
         s = get_settings()
         self.job_id, self.org_id, self.model, self.lease = job_id, org_id, model, lease
-        self.work_dir = work_dir
+        self.work_dir, self.mirror = work_dir, mirror
         self.cancel_poll_s, self.throttle_s = s.cancel_poll_s, s.event_throttle_s
         self._last_check, self._cancelled = 0.0, False
         self._last_train_event = 0.0
@@ -214,6 +216,8 @@ class JobReporter:
     def progress(self, event: ProgressEvent) -> None:
         if event.stage == "train" and "step" in event.data:
             append_step(self.work_dir, event.data)  # every step, for the result file
+        if event.stage == "checkpoint":
+            self.mirror.push()  # another host can resume from here
         now = time.monotonic()
         is_train_step = event.stage == "train" and event.fraction < 1.0
         if is_train_step and now - self._last_train_event < self.throttle_s:
@@ -347,7 +351,12 @@ def _run_leased(job_id: str, lease: Lease) -> str:
               f"The job could not be handed to the pipeline: {type(spec_error).__name__}: "
               f"{spec_error}", None)
         return "done"
-    reporter = JobReporter(job_id, job.org_id, job.model, lease, Path(spec.work_dir))
+    mirror = WorkDirMirror(store, job_id, Path(spec.work_dir))
+    try:
+        mirror.restore()
+    except Exception:  # resuming from this host's own state is still correct
+        log.exception("job %s: could not restore its work dir from the store", job_id)
+    reporter = JobReporter(job_id, job.org_id, job.model, lease, Path(spec.work_dir), mirror)
     log.info("job %s: %s on %s", job_id, "resuming" if resumed else "starting", lease.owner)
     try:
         result = _load_pipeline()(spec, progress=reporter.progress,
@@ -379,6 +388,11 @@ def _run_leased(job_id: str, lease: Lease) -> str:
         return "done"
     if not with_db_retry(lambda: release(job, result, lease.owner), f"releasing {job_id}"):
         log.warning("job %s finished but was cancelled meanwhile; adapter discarded", job_id)
+        return "done"
+    try:
+        mirror.discard()
+    except Exception:  # a leftover mirror costs storage, not correctness
+        log.exception("job %s: could not remove its work-dir mirror", job_id)
     return "done"
 
 

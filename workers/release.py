@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,9 @@ from app.services import jobs
 from app.storage import file_sha256, get_store
 from buckle.pipeline.spec import JobResult
 from workers.result_files import add_result_file
+from workers.workdir import work_dir_of
 
 log = logging.getLogger("buckle.worker")
-
-
-def work_dir_of(store: Any, job_id: str) -> Path:
-    """Where a job's pipeline keeps its resumable state (corpus, checkpoints, step log)."""
-    return store.path(f"jobs/{job_id}/work")
 
 
 def adapter_id_for(job: FineTuningJob) -> str:
@@ -62,18 +57,18 @@ def release(job: FineTuningJob, result: JobResult, owner: str) -> bool:
     store = get_store()
     adapter_id = adapter_id_for(job)
     base = f"adapters/{job.id}/{new_id('attempt')}"
-    peft_dir = store.path(f"{base}/peft")
-    shutil.copytree(result.adapter_dir, peft_dir)
-    archive = store.path(f"{base}/adapter.tar.gz")
-    _pack(peft_dir, result.report_path, archive)
+    work_dir = work_dir_of(job.id)
+    archive = work_dir / ".release" / "adapter.tar.gz"  # local; the store gets a copy
+    _pack(Path(result.adapter_dir), result.report_path, archive)
     report = None
     if result.report_path and Path(result.report_path).is_file():
         report = json.loads(Path(result.report_path).read_text())
     csv_key = None
     try:
+        store.put_tree(f"{base}/peft", Path(result.adapter_dir))
+        store.put_file(f"{base}/adapter.tar.gz", archive)
         with session_scope() as session:
-            results, csv_key = add_result_file(session, store, job.org_id, job.id,
-                                               work_dir_of(store, job.id))
+            results, csv_key = add_result_file(session, store, job.org_id, job.id, work_dir)
             done = _mark_succeeded(session, job, owner, adapter_id, result, [results.id])
             if not done:
                 session.rollback()
@@ -86,6 +81,8 @@ def release(job: FineTuningJob, result: JobResult, owner: str) -> bool:
         if csv_key is not None:
             store.delete(csv_key)
         raise
+    finally:
+        archive.unlink(missing_ok=True)
     log.info("job %s succeeded: %s (worker %s)", job.id, adapter_id, owner)
     return True
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.ids import new_id
 from app.models import File
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 
 PURPOSE = "fine-tune-results"
 COLUMNS = ("step", "training_stage", "stage_step", "train_loss", "tokens_per_s")
@@ -61,7 +61,7 @@ def metrics_csv(work_dir: Path) -> tuple[bytes, int]:
     return out.getvalue().encode(), len(order)
 
 
-def add_result_file(session: Session, store: LocalArtifactStore, org_id: str, job_id: str,
+def add_result_file(session: Session, store: ArtifactStore, org_id: str, job_id: str,
                     work_dir: Path) -> tuple[File, str]:
     """Store the CSV and add its File row to `session` (not committed); returns (row, key) so
     the caller can delete the stored bytes if its transaction does not commit."""

@@ -21,7 +21,8 @@ log = logging.getLogger("buckle.worker")
 
 def _summary_of(row: File) -> dict[str, Any]:
     try:
-        data = get_store().path(row.storage_key).read_bytes()
+        with get_store().open(row.storage_key) as f:
+            data = f.read()
         summary = screen_file_bytes(data, row.filename, judge=get_settings().screening_judge)
     except Exception as exc:
         log.exception("screening of %s failed", row.id)

@@ -18,7 +18,7 @@ from app.core.db import new_session
 from app.errors import APIError, not_found
 from app.models import Adapter, FineTuningJob
 from app.services import adapters, jobs, orgs, quotas
-from app.storage import LocalArtifactStore, get_store
+from app.storage import ArtifactStore, get_store
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -36,13 +36,13 @@ async def settings_dep() -> Settings:  # async: a sync dependency costs a thread
     return get_settings()
 
 
-async def store_dep() -> LocalArtifactStore:
+async def store_dep() -> ArtifactStore:
     return get_store()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(settings_dep)]
-StoreDep = Annotated[LocalArtifactStore, Depends(store_dep)]
+StoreDep = Annotated[ArtifactStore, Depends(store_dep)]
 
 _AUTH_HINT = {"WWW-Authenticate": "Bearer"}
 

@@ -36,7 +36,23 @@ class Settings(BaseSettings):
         None, description="Celery broker. Default: filesystem:// under $BUCKLE_DATA_DIR/broker "
                           "(no server). Production: redis://host:6379/0.")
     artifact_dir: Path | None = Field(
-        None, description="Uploads, job work dirs, adapters. Default: $BUCKLE_DATA_DIR/artifacts.")
+        None, description="Uploads, adapters, result files on local disk (one host). "
+                          "Default: $BUCKLE_DATA_DIR/artifacts.")
+    storage_url: str | None = Field(
+        None, description="Object store shared by every host instead of BUCKLE_ARTIFACT_DIR: "
+                          "`s3://bucket/prefix` (s3fs; credentials from the standard AWS_* "
+                          "variables). Unset: local disk.")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible server (MinIO, Ceph, R2...): e.g. http://minio:9000.")
+    download_presign_s: int = Field(
+        0, ge=0, description="With an object store: > 0 answers downloads with a 307 to a "
+                             "presigned URL valid this long (bytes bypass the API); 0 streams "
+                             "them through the API (the store need not be reachable by "
+                             "clients).")
+    work_dir: Path | None = Field(
+        None, description="Workers' local scratch: job work dirs (checkpoints) and cached "
+                          "copies of stored inputs. Default: the artifact dir, or "
+                          "$BUCKLE_DATA_DIR/work with an object store.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest accepted upload.")
     db_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
     # Workers -------------------------------------------------------------------------------
@@ -126,6 +142,13 @@ class Settings(BaseSettings):
     @property
     def resolved_artifact_dir(self) -> Path:
         return (self.artifact_dir or self.resolved_data_dir / "artifacts").expanduser()
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        if self.work_dir:
+            return self.work_dir.expanduser()
+        return self.resolved_data_dir / "work" if self.storage_url \
+            else self.resolved_artifact_dir
 
     @model_validator(mode="after")
     def _production_needs_servers(self) -> Settings:

@@ -12,7 +12,7 @@ from app.errors import bad_request, not_found
 from app.models import Adapter, SafetyEvaluation, epoch
 from app.schemas import AdapterPublic
 from app.services.public import scrub
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 
 
 def get(session: Session, org_id: str, adapter_id: str) -> Adapter:
@@ -39,7 +39,7 @@ def list_(session: Session, org_id: str, *, after: str | None = None,
     return rows[:limit], len(rows) > limit
 
 
-def delete(session: Session, store: LocalArtifactStore, row: Adapter) -> None:
+def delete(session: Session, store: ArtifactStore, row: Adapter) -> None:
     """Delete a fine-tune: its evaluations, its registry row, then its files (PEFT folder and
     archive). The job stays, as OpenAI keeps it; its `fine_tuned_model` then names nothing."""
     session.execute(sa_delete(SafetyEvaluation).where(SafetyEvaluation.adapter_id == row.id))

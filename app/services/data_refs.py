@@ -107,5 +107,5 @@ def library_safety(session: Session, org_id: str, safety: dict[str, Any],
             continue
         ref = resolve(session, org_id, str(value), kind, "safety." + ".".join(path))
         if ref.file is not None:
-            set_path(data, path, str(store.path(ref.file.storage_key)))
+            set_path(data, path, str(store.local_file(ref.file.storage_key)))
     return SafetySpec(**data)

@@ -14,7 +14,7 @@ from app.ids import new_id
 from app.models import JOB_ACTIVE, File, FineTuningJob
 from app.schemas.refs import get_path, ref_fields
 from app.schemas.safety import SafetyIn
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 from buckle.data.validation import parse_conversation_lines, parse_prompt_lines
 from buckle.errors import DatasetFormatError
 
@@ -46,7 +46,7 @@ def validate_content(data: bytes, filename: str, purpose: str) -> int:
         raise from_buckle(exc) from None
 
 
-def upload(session: Session, store: LocalArtifactStore, org_id: str, filename: str,
+def upload(session: Session, store: ArtifactStore, org_id: str, filename: str,
            purpose: str, data: bytes) -> File:
     if purpose not in PURPOSES:
         raise bad_request(f"Invalid purpose {purpose!r}; use one of: "
@@ -108,7 +108,7 @@ def _jobs_using(session: Session, row: File) -> list[str]:
                                                 for path, _ in refs)]
 
 
-def delete(session: Session, store: LocalArtifactStore, row: File) -> None:
+def delete(session: Session, store: ArtifactStore, row: File) -> None:
     in_use = _jobs_using(session, row)
     if in_use:
         raise APIError(409, f"File {row.id} is used by job {in_use[0]}, which has not finished; "

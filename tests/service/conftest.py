@@ -21,7 +21,7 @@ import httpx
 import pytest
 from servicekit import Org, make_org
 
-from app.devservers import ServerUnavailable, free_port, start_postgres, start_redis
+from app.devservers import ServerUnavailable, free_port, start_postgres, start_redis, start_s3
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -43,6 +43,17 @@ def postgres():
 def redis_server():
     try:
         server = start_redis()
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible HTTP server (moto's), one bucket; each test uses its own prefix."""
+    try:
+        server = start_s3()
     except ServerUnavailable as exc:
         pytest.fail(str(exc))
     yield server

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from app.api.deps import CurrentOrg, OwnedAdapter, SessionDep, StoreDep
+from app.api.downloads import artifact_response
 from app.api.pagination import page
 from app.api.responses import AUTHENTICATED, error_responses
-from app.errors import not_found
 from app.schemas import AdapterListPublic, AdapterPublic, EvaluationListPublic
 from app.services import adapters, evaluations
 
 router = APIRouter(prefix="/v1/adapters", tags=["adapters"], responses=AUTHENTICATED)
-log = logging.getLogger("buckle.api")
 
 
 @router.get("", response_model=AdapterListPublic)
@@ -31,19 +29,18 @@ def retrieve_adapter(adapter: OwnedAdapter) -> AdapterPublic:
     return adapters.to_public(adapter)
 
 
-@router.get("/{adapter_id}/content", response_class=FileResponse,
+@router.get("/{adapter_id}/content", response_class=Response,
             responses={200: {"content": {"application/gzip": {}},
                              "description": "tar.gz of the PEFT files + safety_report.json; "
                                             "its sha256 is in X-Buckle-Sha256 and the ETag."},
+                       307: {"description": "A presigned URL of the object store (when the "
+                                            "server sets BUCKLE_DOWNLOAD_PRESIGN_S)"},
                        **error_responses(404)})
-def adapter_content(adapter: OwnedAdapter, store: StoreDep) -> FileResponse:
-    if not store.exists(adapter.archive_key):
-        log.error("adapter %s: archive %s is missing", adapter.id, adapter.archive_key)
-        raise not_found("adapter content", adapter.id)
-    name = adapter.id.replace(":", "_") + ".tar.gz"
-    return FileResponse(store.path(adapter.archive_key), media_type="application/gzip",
-                        filename=name, headers={"X-Buckle-Sha256": adapter.sha256,
-                                                "ETag": f'"{adapter.sha256}"'})
+def adapter_content(adapter: OwnedAdapter, store: StoreDep) -> Response:
+    return artifact_response(store, adapter.archive_key,
+                             filename=adapter.id.replace(":", "_") + ".tar.gz",
+                             media_type="application/gzip", sha256=adapter.sha256,
+                             what="adapter content", ident=adapter.id)
 
 
 @router.get("/{adapter_id}/evaluations", response_model=EvaluationListPublic,

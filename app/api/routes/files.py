@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from app.api.deps import CurrentOrg, SessionDep, SettingsDep, StoreDep
+from app.api.downloads import artifact_response
 from app.api.responses import AUTHENTICATED, error_responses
-from app.errors import bad_request, not_found
+from app.errors import bad_request
 from app.models import File, epoch
 from app.schemas import FileDeleted, FileListPublic, FilePublic
 from app.services import files
 
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=AUTHENTICATED)
-log = logging.getLogger("buckle.api")
 
 
 def to_public(row: File) -> FilePublic:
@@ -73,16 +72,15 @@ def retrieve_file(row: OwnedFile) -> FilePublic:
     return to_public(row)
 
 
-@router.get("/{file_id}/content", response_class=FileResponse,
+@router.get("/{file_id}/content", response_class=Response,
             responses={200: {"content": {"application/jsonl": {}}},
+                       307: {"description": "A presigned URL of the object store (when the "
+                                            "server sets BUCKLE_DOWNLOAD_PRESIGN_S)"},
                        **error_responses(404)})
-def file_content(row: OwnedFile, store: StoreDep) -> FileResponse:
-    if not store.exists(row.storage_key):
-        log.error("file %s: stored content %s is missing", row.id, row.storage_key)
-        raise not_found("file content", row.id)
+def file_content(row: OwnedFile, store: StoreDep) -> Response:
     media = "text/csv" if row.filename.endswith(".csv") else "application/jsonl"
-    return FileResponse(store.path(row.storage_key), media_type=media,
-                        filename=row.filename, headers={"X-Buckle-Sha256": row.sha256})
+    return artifact_response(store, row.storage_key, filename=row.filename, media_type=media,
+                             sha256=row.sha256, what="file content", ident=row.id)
 
 
 @router.delete("/{file_id}", response_model=FileDeleted,
