@@ -118,11 +118,7 @@ class RedisServer:
 
     def halt(self) -> None:
         """Stop the server (chaos tests start it again on the same port with `restart`)."""
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        _terminate(self.process)
 
     def restart(self, appendonly: bool = False) -> None:
         self.process = _spawn_redis(self.port, self.work_dir, appendonly)
@@ -175,11 +171,15 @@ class S3Server:
                 "BUCKLE_S3_ENDPOINT_URL": self.endpoint_url, **self.credentials}
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        _terminate(self.process)
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def start_s3(bucket: str = "buckle") -> S3Server:

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from app.storage.keys import check_key
 
@@ -61,6 +61,19 @@ def write_atomically(dest: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
+class _PutsFiles(Protocol):
+    def put_file(self, key: str, source: Path) -> tuple[int, str]: ...
+
+
+def put_tree(store: _PutsFiles, prefix: str, folder: Path) -> int:
+    """Store every file under `folder` as `prefix/<relative path>` (through `store.put_file`);
+    returns the file count."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    for f in files:
+        store.put_file(f"{prefix}/{f.relative_to(folder).as_posix()}", f)
+    return len(files)
+
+
 class LocalArtifactStore:
     local = True
 
@@ -82,11 +95,7 @@ class LocalArtifactStore:
         return self.put(key, iter_file(Path(source)))
 
     def put_tree(self, prefix: str, folder: Path) -> int:
-        """Copy every file under `folder` to `prefix/<relative path>`; returns the file count."""
-        files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
-        for f in files:
-            self.put_file(f"{prefix}/{f.relative_to(folder).as_posix()}", f)
-        return len(files)
+        return put_tree(self, prefix, folder)
 
     def open(self, key: str) -> BinaryIO:
         return open(self.path(key), "rb")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from app.storage.keys import check_key
-from app.storage.local import file_sha256, iter_stream, write_atomically
+from app.storage.local import file_sha256, iter_stream, put_tree, write_atomically
 
 
 class FsspecArtifactStore:
@@ -65,10 +65,7 @@ class FsspecArtifactStore:
         return Path(source).stat().st_size, file_sha256(Path(source))
 
     def put_tree(self, prefix: str, folder: Path) -> int:
-        files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
-        for f in files:
-            self.put_file(f"{prefix}/{f.relative_to(folder).as_posix()}", f)
-        return len(files)
+        return put_tree(self, prefix, folder)
 
     def open(self, key: str) -> BinaryIO:
         return self.fs.open(self._path(key), "rb")

@@ -46,6 +46,14 @@ def _sdk(url: str, org) -> openai.OpenAI:
     return openai.OpenAI(api_key=org.key, base_url=url + "/v1", max_retries=0)
 
 
+def _submit(sdk: openai.OpenAI, tmp_path: Path):
+    (tmp_path / "train.jsonl").write_bytes(GOOD_JSONL)
+    with open(tmp_path / "train.jsonl", "rb") as f:
+        upload = sdk.files.create(file=f, purpose="fine-tune")
+    return upload, sdk.fine_tuning.jobs.create(model="smollm2-135m-instruct",
+                                               training_file=upload.id)
+
+
 def _done(sdk: openai.OpenAI, job_id: str):
     def check():
         job = sdk.fine_tuning.jobs.retrieve(job_id)
@@ -60,10 +68,7 @@ def test_hosts_that_share_only_the_store_upload_train_and_download(fresh_stack, 
     fresh_stack.start_worker(**_host(tmp_path, "worker-host"))
     org = make_org()
     sdk = _sdk(url, org)
-    (tmp_path / "train.jsonl").write_bytes(GOOD_JSONL)
-    with open(tmp_path / "train.jsonl", "rb") as f:
-        upload = sdk.files.create(file=f, purpose="fine-tune")
-    job = sdk.fine_tuning.jobs.create(model="smollm2-135m-instruct", training_file=upload.id)
+    upload, job = _submit(sdk, tmp_path)
     done = wait_for(_done(sdk, job.id), timeout=90)
     assert done.status == "succeeded", done
     assert f"files/{org.id}/{upload.id}.jsonl" in s3.list("files")
@@ -111,10 +116,7 @@ def test_a_job_whose_worker_dies_resumes_on_another_host_from_its_checkpoint(
     first = fresh_stack.start_worker(name="b", **slow, **host_b)
     org = make_org()
     sdk = _sdk(url, org)
-    (tmp_path / "train.jsonl").write_bytes(GOOD_JSONL)
-    with open(tmp_path / "train.jsonl", "rb") as f:
-        upload = sdk.files.create(file=f, purpose="fine-tune")
-    job = sdk.fine_tuning.jobs.create(model="smollm2-135m-instruct", training_file=upload.id)
+    _, job = _submit(sdk, tmp_path)
     manifest = f"jobs/{job.id}/work.json"
     wait_for(lambda: s3.exists(manifest) and b'"generation": 2' in s3.open(manifest).read(),
              timeout=60)  # two checkpoints (steps 3 and 6) mirrored
