@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app import errors
+from app import dashboard, errors
 from app.api.guards import InputGuard, UploadSizeGuard
 from app.api.routes import adapters, files, health, jobs, models, safety
 from app.metrics import MetricsMiddleware
@@ -44,6 +44,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     for module in (files, jobs, adapters, models, safety, health):
         app.include_router(module.router)
+    dashboard.install(app)
     app.add_middleware(UploadSizeGuard)
     app.add_middleware(InputGuard)
     app.add_middleware(MetricsMiddleware)

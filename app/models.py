@@ -225,3 +225,22 @@ class WorkerHeartbeat(Base):
     queues: Mapped[str] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     last_seen: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class DashboardSession(Base):
+    """A browser signed in to the dashboard with one of its organization's API keys.
+
+    The cookie holds a random token; only its sha256 is stored (as for API keys). The session
+    dies with its key (revocation is checked on every page), on logout, or at `expires_at`.
+    `csrf` is the token every state-changing form must echo back.
+    """
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(org_fk(), index=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"),
+                                            index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)

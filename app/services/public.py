@@ -24,8 +24,8 @@ _PATH_VALUE = re.compile(r"^(~|/)[^\s]*$")
 
 
 @lru_cache(maxsize=8)
-def _roots_pattern(data_dir: Path, artifact_dir: Path, home: str) -> re.Pattern[str]:
-    roots = [Path(r).expanduser() for r in (data_dir, artifact_dir, home)]
+def _roots_pattern(home: str, *dirs: Path) -> re.Pattern[str]:
+    roots = [Path(r).expanduser() for r in (*dirs, home)]
     names = {str(r) for r in roots} | {str(r.resolve()) for r in roots} | {str(Path.home())}
     alternatives = "|".join(re.escape(r) for r in sorted(names, key=len, reverse=True))
     return re.compile(f"(?:{alternatives})[^\\s'\"]*")
@@ -40,7 +40,8 @@ def _pattern() -> re.Pattern[str]:
     s = get_settings()
     if _last[0] is not s:
         home = os.environ.get("BUCKLE_HOME") or str(LibrarySettings.model_fields["home"].default)
-        _last[:] = [s, _roots_pattern(s.resolved_data_dir, s.resolved_artifact_dir, home)]
+        _last[:] = [s, _roots_pattern(home, s.resolved_data_dir, s.resolved_artifact_dir,
+                                      s.resolved_work_dir)]
     return _last[1]
 
 

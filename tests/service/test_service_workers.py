@@ -59,7 +59,8 @@ def test_job_runs_to_an_adapter_with_events_checkpoints_and_scores(fresh_stack):
     assert done["status"] == "succeeded", done
     assert done["fine_tuned_model"] == f"ft:smollm2-135m-instruct:e2e:{job['id'][6:]}"
     assert done["trained_tokens"] == 800 and done["progress"] == 100.0
-    assert done["safety_scores"] == {"base": {"asr": 0.5}, "adapter": {"asr": 0.1}}
+    scores = done["safety_scores"]
+    assert scores["base"]["asr"]["value"] == 0.5 and scores["adapter"]["asr"]["value"] == 0.1
     events = api.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=100").json()["data"]
     messages = [e["message"] for e in events][::-1]
     assert messages[0].startswith("Validating") and messages[-1] == \

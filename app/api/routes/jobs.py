@@ -4,19 +4,17 @@ Server-Sent Events stream), checkpoints."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse
 
 from app import broker
 from app.api.deps import CurrentOrg, JobId, OwnedJob, SessionDep, SettingsDep
 from app.api.responses import AUTHENTICATED, error_responses
-from app.core.db import new_session, read_connection
+from app.api.sse import job_event_stream
+from app.core.db import read_connection
 from app.errors import APIError, bad_request, not_found
-from app.models import FineTuningJob
 from app.schemas import CheckpointListPublic, EventListPublic, JobCreate, JobListPublic, JobPublic
 from app.services import jobs
 
@@ -110,31 +108,10 @@ def list_events(request: Request, job: OwnedJob, session: SessionDep, settings: 
                 last_event_id: Annotated[str | None, Header()] = None):
     if stream or "text/event-stream" in request.headers.get("accept", ""):
         start = jobs.seq_of(session, job.id, last_event_id) if last_event_id else 0
-        return EventSourceResponse(_event_stream(job.id, start, settings.sse_poll_s),
+        return EventSourceResponse(job_event_stream(job.id, start, settings.sse_poll_s),
                                    ping=15)
     rows, more = jobs.list_events(session, job.id, after=after, limit=limit)
     return EventListPublic(data=[jobs.event_public(e) for e in rows], has_more=more)
-
-
-def _poll(job_id: str, seq: int) -> tuple[list[dict], int, bool]:
-    with new_session() as session:
-        events = jobs.events_since(session, job_id, seq)
-        job = session.get(FineTuningJob, job_id)
-        finished = job is None or jobs.is_terminal(job.status)
-        out = [{"id": e.id, "data": jobs.event_public(e).model_dump_json()} for e in events]
-        return out, (events[-1].seq if events else seq), finished
-
-
-async def _event_stream(job_id: str, seq: int, poll_s: float) -> AsyncIterator[dict]:
-    while True:
-        batch, seq, finished = await anyio.to_thread.run_sync(_poll, job_id, seq)
-        for item in batch:
-            yield item
-        if finished and not batch:
-            yield {"event": "done", "data": "[DONE]"}
-            return
-        if not batch:
-            await anyio.sleep(poll_s)
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointListPublic,
