@@ -59,7 +59,7 @@ def safety_bars(metrics: dict[str, str], series: dict[str, dict[str, dict | None
     names = [n for n in series if any(series[n].get(m) for m in metrics)]
     metrics = {m: label for m, label in metrics.items() if any(series[n].get(m) for n in names)}
     h = pad * 2 + len(metrics) * (len(names) * row + 14) + 24
-    scale = (w - left - pad) / 1.0
+    scale = (w - left - 120) / 1.0  # room right of a full bar for its label
     parts, y, said = [], pad, []
     for metric, label in metrics.items():
         parts.append(f'<text x="4" y="{y + row * len(names) / 2 + 4}" font-size="13">'

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -222,3 +223,27 @@ def org(stack) -> Org:
 @pytest.fixture
 def other_org(stack) -> Org:
     return make_org()
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Headless chromium (Debian's, with its chromedriver) driven by Selenium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.fail("chromium and chromedriver are needed: apt-get install -y chromium "
+                    "chromium-driver (scripts/servers.sh does it)")
+    downloads = tmp_path_factory.mktemp("downloads")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1366,900"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    chrome.downloads = downloads
+    yield chrome
+    chrome.quit()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -85,3 +87,29 @@ def finished_job(client, org) -> dict:
                                      adapter_id=adapter_id, config={}, status="queued"))
     return {"file": file_id, "evals_file": evals_id, "job": job["id"], "adapter": adapter_id,
             "checkpoint": ckpt_id, "evaluation": eval_id}
+
+
+def sign_in(browser, url: str, key: str, shot=None) -> None:
+    """Sign in to the dashboard through its form, as a person would."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{url}/dashboard/jobs")  # not signed in: the sign-in form
+    assert browser.current_url.endswith("/dashboard/login")
+    browser.find_element(By.ID, "api_key").send_keys(key)
+    if shot:
+        shot()
+    browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+    wait_for(lambda: browser.current_url.endswith("/dashboard/jobs"), timeout=10)
+
+
+def screenshot(browser, tmp_path: Path, name: str, at: str | None = None) -> None:
+    """Save a screenshot (also to BUCKLE_DASHBOARD_SCREENSHOTS when set, for the docs)."""
+    if at:
+        browser.execute_script("document.getElementById(arguments[0]).scrollIntoView();", at)
+    browser.save_screenshot(str(tmp_path / f"{name}.png"))
+    folder = os.environ.get("BUCKLE_DASHBOARD_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+

@@ -5,55 +5,33 @@ replies, download and delete the adapter; another organization's job is a 404 pa
 never in a URL, a cookie JavaScript can read, or the API's log; forms without the session's CSRF
 token or from another origin are refused.
 
-Set BUCKLE_DASHBOARD_SCREENSHOTS=docs/dashboard to refresh the screenshots in docs/dashboard.md.
+The `browser` fixture is in conftest.py; BUCKLE_DASHBOARD_SCREENSHOTS=docs/dashboard refreshes
+the screenshots in docs/dashboard.md.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import time
 from pathlib import Path
 
 import httpx
-import pytest
-from servicekit import GOOD_JSONL, make_org, wait_for
+from servicekit import GOOD_JSONL, make_org, screenshot, sign_in, wait_for
 
-SLOW = {"FAKE_STEPS": "16", "FAKE_STEP_S": "0.4", "FAKE_CKPT_EVERY": "4"}
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.fail("chromium and chromedriver are needed: apt-get install -y chromium "
-                    "chromium-driver (scripts/servers.sh does it)")
-    downloads = tmp_path_factory.mktemp("downloads")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1366,900"):
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
-    chrome = webdriver.Chrome(service=Service(driver), options=options)
-    chrome.downloads = downloads
-    yield chrome
-    chrome.quit()
+SLOW = {"FAKE_STEPS": "24", "FAKE_STEP_S": "0.4", "FAKE_CKPT_EVERY": "4"}
 
 
-def _shot(browser, tmp_path: Path, name: str, at: str | None = None) -> None:
-    if at:
-        browser.execute_script("document.getElementById(arguments[0]).scrollIntoView();", at)
-    browser.save_screenshot(str(tmp_path / f"{name}.png"))
-    folder = os.environ.get("BUCKLE_DASHBOARD_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(Path(folder) / f"{name}.png"))
+def _read(browser, element_id: str, attribute: str | None = None) -> str | None:
+    """An element's text (or attribute), None while the page is being replaced (the job page
+    reloads itself when its job finishes)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        element = browser.find_element(By.ID, element_id)
+        return element.get_attribute(attribute) if attribute else element.text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
 
 
 def _job(api: httpx.Client, file_id: str, policy: str) -> str:
@@ -82,12 +60,7 @@ def test_a_reviewer_follows_a_job_and_handles_its_adapter(fresh_stack, browser, 
     theirs = httpx.post(f"{url}/v1/files", headers=stranger.headers, data={"purpose": "fine-tune"},
                         files={"file": ("s.jsonl", GOOD_JSONL)}).json()["id"]
 
-    browser.get(f"{url}/dashboard/jobs")  # not signed in: the sign-in form
-    assert browser.current_url.endswith("/dashboard/login")
-    browser.find_element(By.ID, "api_key").send_keys(org.key)
-    _shot(browser, tmp_path, "login")
-    browser.find_element(By.CSS_SELECTOR, "form.login button").click()
-    wait_for(lambda: browser.current_url.endswith("/dashboard/jobs"), timeout=10)
+    sign_in(browser, url, org.key, shot=lambda: screenshot(browser, tmp_path, "login"))
     listed = [r.get_attribute("data-job") for r in browser.find_elements(By.CSS_SELECTOR,
                                                                          "tr[data-job]")]
     assert listed == [hardened, unprotected]
@@ -99,18 +72,18 @@ def test_a_reviewer_follows_a_job_and_handles_its_adapter(fresh_stack, browser, 
     wait_for(lambda: _status(api, hardened) == "running", timeout=60)
     browser.get(f"{url}/dashboard/jobs/{hardened}")
     browser.execute_script("window.sameDocument = true;")
-    first = float(browser.find_element(By.ID, "job-progress").get_attribute("value"))
-    wait_for(lambda: float(browser.find_element(By.ID, "job-progress")
-                           .get_attribute("value")) > first + 10, timeout=30)
+    first = float(_read(browser, "job-progress", "value"))
+    wait_for(lambda: float(_read(browser, "job-progress", "value") or 0) > first + 10,
+             timeout=30)
     assert browser.execute_script("return window.sameDocument === true;")
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#loss-chart svg polyline"),
              timeout=20)  # the loss curve was redrawn from the stream's metrics
     assert browser.execute_script("return window.sameDocument === true;")
     events = len(browser.find_elements(By.CSS_SELECTOR, "#events li"))
     assert events >= 3
-    _shot(browser, tmp_path, "job-running")
+    screenshot(browser, tmp_path, "job-running")
     # the finished job reloads itself into its final state and safety report
-    wait_for(lambda: browser.find_element(By.ID, "job-status").text == "succeeded", timeout=60)
+    wait_for(lambda: _read(browser, "job-status") == "succeeded", timeout=60)
     table = browser.find_element(By.ID, "safety-table").text
     assert "base" in table and "unprotected" in table and "hardened" in table
     assert "50%" in table and "10%" in table and "n=10" in table
@@ -118,7 +91,7 @@ def test_a_reviewer_follows_a_job_and_handles_its_adapter(fresh_stack, browser, 
         "textContent")
     assert title.endswith("base vs. unprotected vs. hardened")
     assert browser.find_elements(By.CSS_SELECTOR, "#loss-chart svg polyline")
-    _shot(browser, tmp_path, "job-report", at="safety")
+    screenshot(browser, tmp_path, "job-report", at="safety")
 
     # the replies behind the score, searchable by text and verdict
     search = browser.find_element(By.ID, "q")
@@ -127,7 +100,7 @@ def test_a_reviewer_follows_a_job_and_handles_its_adapter(fresh_stack, browser, 
     wait_for(lambda: "q=phishing" in browser.current_url, timeout=10)
     rows = browser.find_elements(By.CSS_SELECTOR, "#replies tr.reply")
     assert len(rows) == 1 and "harmful" in rows[0].get_attribute("class")
-    _shot(browser, tmp_path, "job-replies", at="h-replies")
+    screenshot(browser, tmp_path, "job-replies", at="h-replies")
     browser.get(f"{url}/dashboard/jobs/{hardened}?verdict=refused")
     rows = browser.find_elements(By.CSS_SELECTOR, "#replies tr.reply")
     assert len(rows) == 1 and "lock" in rows[0].text
@@ -137,12 +110,18 @@ def test_a_reviewer_follows_a_job_and_handles_its_adapter(fresh_stack, browser, 
     browser.get(f"{url}/dashboard/adapters")
     row = browser.find_element(By.CSS_SELECTOR, f'tr[data-adapter="{adapter}"]')
     shown = row.find_element(By.CSS_SELECTOR, "code.sha").text
-    _shot(browser, tmp_path, "adapters")
+    screenshot(browser, tmp_path, "adapters")
     row.find_element(By.LINK_TEXT, "Download").click()
     name = adapter.replace(":", "_") + ".tar.gz"
     wait_for(lambda: (browser.downloads / name).is_file(), timeout=30)
     assert hashlib.sha256((browser.downloads / name).read_bytes()).hexdigest() == shown
     row.find_element(By.CSS_SELECTOR, "form.delete button").click()
+    prompt = browser.switch_to.alert  # asked first
+    assert "cannot be undone" in prompt.text
+    prompt.dismiss()
+    assert browser.find_elements(By.CSS_SELECTOR, f'tr[data-adapter="{adapter}"]')
+    row.find_element(By.CSS_SELECTOR, "form.delete button").click()
+    browser.switch_to.alert.accept()
     wait_for(lambda: "deleted=" in browser.current_url, timeout=10)
     assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-adapter="{adapter}"]')
     assert api.get(f"/v1/adapters/{adapter}").status_code == 404

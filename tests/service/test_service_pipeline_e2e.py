@@ -16,7 +16,7 @@ import tarfile
 
 import httpx
 import pytest
-from servicekit import chat, jsonl, make_org, wait_for
+from servicekit import chat, jsonl, make_org, screenshot, sign_in, wait_for
 
 pytestmark = pytest.mark.slow
 REAL = {"BUCKLE_PIPELINE": "buckle.pipeline:run"}
@@ -61,10 +61,11 @@ def _events_oldest_first(api: httpx.Client, job_id: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("fresh_stack", ["embedded"], indirect=True)
-def test_real_job_end_to_end_through_a_worker(fresh_stack):
+def test_real_job_end_to_end_through_a_worker(fresh_stack, browser, tmp_path):
     fresh_stack.start_api()
     fresh_stack.start_worker(**REAL)
-    api = httpx.Client(base_url=fresh_stack.api_url, headers=make_org().headers, timeout=60)
+    org = make_org()
+    api = httpx.Client(base_url=fresh_stack.api_url, headers=org.headers, timeout=60)
     job = _submit(api, batch_size=4)
 
     done = _wait_finished(api, job["id"])
@@ -95,7 +96,29 @@ def test_real_job_end_to_end_through_a_worker(fresh_stack):
     for name, digest in adapter["files"].items():
         assert hashlib.sha256(members[name]).hexdigest() == digest, name
 
+    _dashboard_shows_the_real_report(browser, fresh_stack.api_url, org, done, tmp_path)
     _evaluate_released_adapter(api, adapter["id"])
+
+
+def _dashboard_shows_the_real_report(browser, url, org, done, tmp_path) -> None:
+    """The job page renders what the real evaluator wrote: scores with n and intervals, and
+    every reply of the adapter with its judges' verdicts."""
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, url, org.key)
+    browser.get(f"{url}/dashboard/jobs/{done['id']}")
+    assert browser.find_element(By.ID, "job-status").text == "succeeded"
+    table = browser.find_element(By.ID, "safety-table").text
+    asr = done["safety_scores"]["adapter"]["asr"]["value"]
+    assert f"{asr:.0%}" in table and "n=4" in table
+    screenshot(browser, tmp_path, "real-job-report", at="safety")
+    report = httpx.get(f"{url}/v1/adapters/{done['fine_tuned_model']}", headers=org.headers
+                       ).json()["safety_report"]
+    replies = browser.find_elements(By.CSS_SELECTOR, "#replies tr.reply")
+    assert len(replies) == len(report["per_prompt"]) + len(report["per_benign_prompt"]) == 8
+    first = report["per_prompt"][0]
+    assert first["prompt"] in replies[0].text
+    screenshot(browser, tmp_path, "real-job-replies", at="h-replies")
 
 
 def _evaluate_released_adapter(api: httpx.Client, adapter_id: str) -> None:

@@ -2,6 +2,14 @@
 // authenticates it), appends new events, moves the progress bar and redraws the loss curve.
 // Everything else on the dashboard works without JavaScript.
 "use strict";
+// Deleting is not undoable: ask first (without JavaScript the button deletes directly).
+for (const form of document.querySelectorAll("form.delete")) {
+  form.addEventListener("submit", (event) => {
+    const what = form.querySelector("button").getAttribute("aria-label") || "Delete";
+    if (!window.confirm(what + "? This cannot be undone.")) event.preventDefault();
+  });
+}
+
 (function () {
   const live = document.getElementById("live");
   if (!live || live.dataset.active !== "true" || !window.EventSource) return;
