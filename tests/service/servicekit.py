@@ -113,3 +113,11 @@ def screenshot(browser, tmp_path: Path, name: str, at: str | None = None) -> Non
         browser.save_screenshot(str(Path(folder) / f"{name}.png"))
 
 
+
+
+def steps_log(work_root: Path, job_id: str) -> list[tuple[int, int]]:
+    """(pid, step) per step the stand-in pipeline ran for a job, from its work dir under
+    `work_root` (a stack's artifact dir, or a host's BUCKLE_WORK_DIR)."""
+    log = Path(work_root) / "jobs" / job_id / "work" / "steps.log"
+    return [tuple(map(int, line.split())) for line in log.read_text().splitlines() if line] \
+        if log.exists() else []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 from conftest import new_stack
-from servicekit import GOOD_JSONL, make_org, wait_for
+from servicekit import GOOD_JSONL, make_org, steps_log, wait_for
 
 from app.devservers import start_postgres, start_redis
 
@@ -25,9 +25,8 @@ JOB = {"FAKE_STEPS": "30", "FAKE_STEP_S": "0.2", "FAKE_CKPT_EVERY": "3"}
 
 
 def _steps(stack, job_id: str) -> list[int]:
-    log = Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts" / "jobs" / job_id / "work" / "steps.log"
-    return [int(line.split()[1]) for line in log.read_text().splitlines() if line] \
-        if log.exists() else []
+    return [step for _, step in steps_log(Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts",
+                                          job_id)]
 
 
 def _start_job(stack) -> tuple[httpx.Client, str]:

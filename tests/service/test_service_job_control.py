@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from servicekit import GOOD_JSONL, make_org, wait_for
+from servicekit import GOOD_JSONL, make_org, steps_log, wait_for
 
 BOTH = pytest.mark.parametrize("fresh_stack", ["embedded", "production"], indirect=True)
 # train events are stored at most every 5 s here: the result file must still list every step
@@ -33,9 +33,7 @@ def _upload(sdk: openai.OpenAI, tmp_path: Path) -> str:
 
 
 def _steps(stack, job_id: str) -> list[tuple[int, int]]:
-    log = Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts" / "jobs" / job_id / "work" / "steps.log"
-    return [tuple(map(int, line.split())) for line in log.read_text().split("\n") if line] \
-        if log.exists() else []
+    return steps_log(Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts", job_id)
 
 
 def _messages(sdk: openai.OpenAI, job_id: str) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from servicekit import GOOD_JSONL, make_org, wait_for
+from servicekit import GOOD_JSONL, make_org, steps_log, wait_for
 
 from app.storage.remote import FsspecArtifactStore
 
@@ -124,8 +124,7 @@ def test_a_job_whose_worker_dies_resumes_on_another_host_from_its_checkpoint(
     fresh_stack.start_worker(name="c", **slow, **host_c)
     done = wait_for(_done(sdk, job.id), timeout=90)
     assert done.status == "succeeded", done
-    log = Path(host_c["BUCKLE_DATA_DIR"]) / "work" / "jobs" / job.id / "work" / "steps.log"
-    steps = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
+    steps = steps_log(Path(host_c["BUCKLE_DATA_DIR"]) / "work", job.id)
     first_pid = steps[0][0]
     on_b = [s for pid, s in steps if pid == first_pid]  # what the mirror brought over
     on_c = [s for pid, s in steps if pid != first_pid]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servicekit import GOOD_JSONL, make_org, wait_for
+from servicekit import GOOD_JSONL, make_org, steps_log, wait_for
 
 BOTH = pytest.mark.parametrize("fresh_stack", ["embedded", "production"], indirect=True)
 
@@ -43,10 +43,7 @@ def _client(stack) -> httpx.Client:
 
 
 def _steps(stack, job_id: str) -> list[tuple[int, int]]:
-    log = Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts" / "jobs" / job_id / "work" / "steps.log"
-    if not log.exists():
-        return []
-    return [tuple(map(int, line.split())) for line in log.read_text().split("\n") if line]
+    return steps_log(Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts", job_id)
 
 
 @BOTH
