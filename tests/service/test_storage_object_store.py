@@ -42,6 +42,10 @@ def test_put_open_list_and_delete_a_prefix(store, tmp_path):
     assert store.list("adapters/job-1") == [] and not store.exists("adapters/job-1/a1/peft/sub/w.bin")
     store.delete("adapters/job-1")  # missing: no error
     assert store.exists("files/org-a/f1.jsonl")  # other keys untouched
+    store.put("files/org-a/f1.jsonl.bak", [b"x"])
+    store.delete("files/org-a/f1.jsonl")  # one key: not its neighbours sharing the prefix
+    assert not store.exists("files/org-a/f1.jsonl")
+    assert store.list("files/org-a") == ["files/org-a/f1.jsonl.bak"]
 
 
 def test_a_failed_upload_leaves_no_object_and_no_spool_file(store):
