@@ -3,11 +3,15 @@ mirrored to the object store at every checkpoint so a worker on another host res
 from there instead of from step 0.
 
 With the local store every worker shares one disk, so there is nothing to mirror. With an object
-store the mirror is `jobs/<job>/work/<relative path>` plus a manifest, `jobs/<job>/work.json`,
-whose `generation` grows with each push. A worker restores the mirror before running a job when
-the mirror is newer than what its own disk holds (its marker file records the generation it last
-pushed or restored), so a job that moved A → B → A does not resume from A's stale state. Only one
-worker holds a job's lease, so only one pushes at a time.
+store the mirror is content-addressed: each file's bytes are an object `jobs/<job>/work/<sha256>`
+(uploaded once, however often the file is pushed), and a manifest, `jobs/<job>/work.json`, maps
+each relative path to its sha256 under a `generation` that grows with each push. The manifest is
+written last and blobs are dropped only once no manifest names them, so a worker killed mid-push
+leaves the previous snapshot whole: a restore never mixes files of two checkpoints. A worker
+restores the mirror before running a job when it is newer than what its own disk holds (its
+marker file records the generation it last pushed or restored), so a job that moved A → B → A
+does not resume from A's stale state. Only one worker holds a job's lease, so one pushes at a
+time.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.config import get_settings
-from app.storage import ArtifactStore, iter_stream
+from app.storage import ArtifactStore, file_sha256, iter_stream
 from app.storage.local import write_atomically
 
 log = logging.getLogger("buckle.worker")
@@ -50,7 +54,7 @@ class WorkDirMirror:
         self.store, self.job_id, self.work_dir = store, job_id, work_dir
         self.enabled = not store.local
         self.prefix, self.manifest_key = f"jobs/{job_id}/work", f"jobs/{job_id}/work.json"
-        self._sent: dict[str, tuple[int, int]] = {}
+        self._sent: dict[str, tuple[tuple[int, int], str]] = {}  # rel -> (stamp, sha256)
 
     def _local_generation(self) -> int:
         try:
@@ -65,43 +69,51 @@ class WorkDirMirror:
             return json.loads(f.read())
 
     def restore(self) -> int:
-        """Bring the store's newer state onto this disk; returns the files fetched."""
+        """Bring the store's newer snapshot onto this disk; returns the files fetched."""
         if not self.enabled:
             return 0
         manifest = self._remote_manifest()
         if manifest is None or manifest["generation"] <= self._local_generation():
             return 0
-        files = manifest["files"]
-        for rel in set(_pushable(self.work_dir)) - set(files):  # newer state drops these
-            (self.work_dir / rel).unlink()
-        for rel in files:  # each file whole (temporary name, then rename) or not at all
-            write_atomically(self.work_dir / rel, iter_stream(self.store.open(f"{self.prefix}/{rel}")))
+        files: dict[str, str] = manifest["files"]
+        for rel in set(_pushable(self.work_dir)) - set(files):  # the snapshot has no such file
+            self._remove(rel)
+        for rel, sha in files.items():  # each file whole (temporary name, then rename)
+            write_atomically(self.work_dir / rel,
+                             iter_stream(self.store.open(f"{self.prefix}/{sha}")))
         self._mark(manifest["generation"])
-        self._sent = {rel: (st.st_size, st.st_mtime_ns)
-                      for rel, st in _pushable(self.work_dir).items()}
+        self._sent = {rel: ((st.st_size, st.st_mtime_ns), files[rel])
+                      for rel, st in _pushable(self.work_dir).items() if rel in files}
         log.info("job %s: restored %d work-dir files (generation %d) from the store",
                  self.job_id, len(files), manifest["generation"])
         return len(files)
 
     def push(self) -> None:
-        """Upload what changed since the last push, drop what is gone, then the manifest."""
+        """Upload the blobs of what changed since the last push, then the manifest, then drop
+        the blobs it does not name (a rotated-out checkpoint's, a dead push's)."""
         if not self.enabled:
             return
         try:
-            files = _pushable(self.work_dir)
-            before = self._remote_manifest() or {"generation": 0, "files": []}
-            for rel, st in files.items():
+            before = self._remote_manifest() or {"generation": 0, "files": {}}
+            stored = set(before["files"].values())
+            files: dict[str, str] = {}
+            for rel, st in _pushable(self.work_dir).items():
                 stamp = (st.st_size, st.st_mtime_ns)
-                if self._sent.get(rel) != stamp:
-                    self.store.put_file(f"{self.prefix}/{rel}", self.work_dir / rel)
-                    self._sent[rel] = stamp
-            for rel in set(before["files"]) - set(files):  # e.g. a rotated-out checkpoint
-                self.store.delete(f"{self.prefix}/{rel}")
-                self._sent.pop(rel, None)
+                sent = self._sent.get(rel)
+                sha = sent[1] if sent and sent[0] == stamp else file_sha256(self.work_dir / rel)
+                if sha not in stored:
+                    self.store.put_file(f"{self.prefix}/{sha}", self.work_dir / rel)
+                    stored.add(sha)
+                files[rel] = sha
+                self._sent[rel] = (stamp, sha)
             generation = max(self._local_generation(), before["generation"]) + 1
-            body = json.dumps({"generation": generation, "files": sorted(files)}).encode()
-            self.store.put(self.manifest_key, [body])
+            body = json.dumps({"generation": generation, "files": files}, sort_keys=True)
+            self.store.put(self.manifest_key, [body.encode()])
             self._mark(generation)
+            keep = set(files.values())  # also drops blobs of a push that died before its manifest
+            for key in self.store.list(self.prefix):
+                if key.rsplit("/", 1)[1] not in keep:
+                    self.store.delete(key)
         except Exception:
             log.exception("job %s: mirroring the work dir to the store failed", self.job_id)
 
@@ -110,6 +122,16 @@ class WorkDirMirror:
         if self.enabled:
             self.store.delete(self.manifest_key)
             self.store.delete(self.prefix)
+
+    def _remove(self, rel: str) -> None:
+        """Delete a file and the folders it leaves empty: an empty `step-N` folder must not
+        look like a checkpoint to the trainer."""
+        path = self.work_dir / rel
+        path.unlink()
+        for parent in path.parents:
+            if parent == self.work_dir or any(parent.iterdir()):
+                break
+            parent.rmdir()
 
     def _mark(self, generation: int) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)

@@ -133,3 +133,6 @@ class LocalArtifactStore:
 
     def download_url(self, key: str, disposition: str, media_type: str) -> str | None:
         return None  # the API serves the file itself
+
+    def check(self) -> str | None:
+        return None if os.access(self.root, os.W_OK) else f"{self.root} is not writable"

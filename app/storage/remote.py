@@ -33,8 +33,11 @@ class FsspecArtifactStore:
 
         protocol = url.split("://", 1)[0] if "://" in url else "file"
         if protocol in ("s3", "s3a"):
-            # Listings are not cached: several hosts write the same bucket.
+            # Listings are not cached: several hosts write the same bucket. An unreachable
+            # endpoint fails in seconds (readiness, requests) instead of botocore's minute.
             options.setdefault("use_listings_cache", False)
+            options.setdefault("config_kwargs", {"connect_timeout": 5, "read_timeout": 60,
+                                                 "retries": {"max_attempts": 3}})
             if endpoint_url:
                 options.setdefault("endpoint_url", endpoint_url)
         self.fs, root = fsspec.core.url_to_fs(url, skip_instance_cache=True, **options)
@@ -114,6 +117,13 @@ class FsspecArtifactStore:
         for key in keys:
             self.local_file(key)
         return self.cache_dir / check_key(prefix)
+
+    def check(self) -> str | None:
+        try:
+            self.fs.ls(self.root.split("/", 1)[0], detail=False)  # the bucket answers
+        except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def download_url(self, key: str, disposition: str, media_type: str) -> str | None:
         """A presigned GET URL when BUCKLE_DOWNLOAD_PRESIGN_S > 0 (the client fetches from the

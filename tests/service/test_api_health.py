@@ -1,4 +1,4 @@
-"""Health, readiness (database + broker) and Prometheus metrics."""
+"""Health, readiness (database, broker, artifact store) and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ def test_healthz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_readyz_checks_database_and_broker(client):
+def test_readyz_checks_database_broker_and_storage(client):
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert r.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
 
 
 def test_readyz_reports_a_dead_broker(client, monkeypatch):

@@ -133,3 +133,19 @@ def test_a_job_whose_worker_dies_resumes_on_another_host_from_its_checkpoint(
     events = [e.message for e in sdk.fine_tuning.jobs.list_events(job.id, limit=100).data]
     assert any(f"Resuming from the checkpoint at step {on_b[-1]}" in m for m in events)
     assert events.count("The job has successfully completed") == 1
+
+
+def test_readiness_says_when_the_object_store_is_down(fresh_stack, tmp_path):
+    from app.devservers import start_s3
+
+    own = start_s3()  # a store of this test's own, to stop
+    try:
+        url = fresh_stack.start_api(**own.env("ready"), **_host(tmp_path, "api-host"))
+        assert httpx.get(f"{url}/readyz", timeout=30).json()["checks"]["storage"] == "ok"
+        own.stop()
+        reply = httpx.get(f"{url}/readyz", timeout=30)
+        assert reply.status_code == 503
+        assert reply.json()["checks"]["storage"] != "ok"
+        assert reply.json()["checks"]["database"] == "ok"
+    finally:
+        own.stop()

@@ -91,3 +91,41 @@ def test_keys_that_would_leave_the_store_are_refused(store, tmp_path, key):
         store.put(key, [b"x"])
     with pytest.raises(ValueError, match="escapes the store"):
         LocalArtifactStore(tmp_path / "local").path(key)
+
+
+def test_the_work_dir_mirror_restores_whole_snapshots_only(store, tmp_path, monkeypatch):
+    from workers.workdir import WorkDirMirror
+
+    a = tmp_path / "host-a"
+    (a / "checkpoints" / "step-3").mkdir(parents=True)
+    (a / "checkpoints" / "step-3" / "w.bin").write_bytes(b"weights at 3")
+    (a / "steps.log").write_text("1\n2\n3\n")
+    (a / ".lock").write_text("")  # dot-named: never mirrored
+    first = WorkDirMirror(store, "job-m", a)
+    first.push()
+
+    # a push interrupted before its manifest (the worker died): blobs up, snapshot not
+    (a / "steps.log").write_text("1\n2\n3\n4\n5\n6\n")
+    (a / "checkpoints" / "step-6").mkdir()
+    (a / "checkpoints" / "step-6" / "w.bin").write_bytes(b"weights at 6")
+    real_put = store.put
+    monkeypatch.setattr(store, "put", lambda key, chunks: (_ for _ in ()).throw(OSError("died")))
+    first.push()  # logged, not raised: the job goes on
+    monkeypatch.setattr(store, "put", real_put)
+    b = tmp_path / "host-b"
+    assert WorkDirMirror(store, "job-m", b).restore() == 2
+    assert (b / "steps.log").read_text() == "1\n2\n3\n"  # not the newer log of the failed push
+    assert not (b / "checkpoints" / "step-6").exists() and not (b / ".lock").exists()
+
+    # host B goes on and pushes; host A, holding an older generation, takes the newer state
+    (b / "checkpoints" / "step-3").rename(b / "checkpoints" / "step-9")  # a rotated checkpoint
+    (b / "steps.log").write_text("1\n2\n3\n7\n8\n9\n")
+    WorkDirMirror(store, "job-m", b).push()
+    assert WorkDirMirror(store, "job-m", a).restore() == 2
+    assert (a / "steps.log").read_text() == "1\n2\n3\n7\n8\n9\n"
+    assert sorted(p.name for p in (a / "checkpoints").iterdir()) == ["step-9"]
+    assert WorkDirMirror(store, "job-m", a).restore() == 0  # up to date: nothing fetched
+    blobs = store.list("jobs/job-m/work")
+    assert len(blobs) == 2  # unreferenced blobs (the old log, step-6's) are gone
+    WorkDirMirror(store, "job-m", a).discard()
+    assert store.list("jobs/job-m") == []

@@ -1,4 +1,4 @@
-"""Liveness (/healthz), readiness (/readyz: database + broker) and Prometheus /metrics."""
+"""Liveness (/healthz), readiness (/readyz: database, broker, artifact store) and /metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from app.api.responses import error_responses
 from app.core.db import new_session
 from app.errors import APIError
 from app.metrics import render_metrics
+from app.storage import get_store
 
 router = APIRouter(tags=["health"])
 
@@ -41,9 +42,11 @@ class Readiness(BaseModel):
 
 @router.get("/readyz", response_model=Readiness,
             responses={503: {"model": Readiness,
-                             "description": "The database or the broker is unreachable"}})
+                             "description": "The database, the broker or the artifact "
+                                            "store is unreachable"}})
 def readyz() -> JSONResponse:
-    checks = {"database": _check_database(), "broker": broker.check_broker()}
+    checks = {"database": _check_database(), "broker": broker.check_broker(),
+              "storage": get_store().check()}
     ok = all(v is None for v in checks.values())
     body = {"status": "ok" if ok else "unavailable",
             "checks": {k: v or "ok" for k, v in checks.items()}}
