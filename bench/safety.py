@@ -80,12 +80,14 @@ SPLITS = {
 }
 SMOKE_LIMIT = 10  # prompts per evaluation set at scale smoke
 # The dose of each policy, chosen on the dev split (docs/results.md has the sweep, 2026-12-01):
-# `during` 0.25 met every dev target (0.4 cost +6.7 points of benign over-refusal); `post` one
-# restore epoch met them; `pre` removed 31% of the rise at 1 epoch and the same at 3 epochs with
-# twice the learning rate, so it keeps the cheaper dose. Fixed before the test split was run.
+# `during` 0.25 met every dev target (0.4 cost +6.7 points of benign over-refusal). The safety
+# stages' epochs and rate are the policies' own documented doses (`buckle.pipeline.policies`:
+# `pre` 1 epoch; `post`/`auto` 1 restore epoch at half the customer's rate, from dev v2), so the
+# experiment measures what the product does. The first test look at `post` (full rate) is
+# kept as the arm `post+lr=2e-4-first-look`.
 DOSES: dict[str, dict[str, Any]] = {
-    "pre": {"safety_epochs": 1}, "post": {"safety_epochs": 1}, "during": {"curated_ratio": 0.25},
-    "auto": {"curated_ratio": 0.25, "max_asr": 0.05, "auto_max_rounds": 2, "safety_epochs": 1},
+    "pre": {}, "post": {}, "during": {"curated_ratio": 0.25},
+    "auto": {"curated_ratio": 0.25, "max_asr": 0.05, "auto_max_rounds": 2},
 }
 # The corpus parts of the policy arms: the own-voice parts (with small-talk anchors they held
 # over-refusal at the base rate on dev); `ctrl` is measured as its own arm against `uncurated`.

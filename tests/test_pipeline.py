@@ -40,6 +40,25 @@ def test_mix_cycles_a_small_corpus_and_is_seeded():
     assert mix(customer, curated, 0.5, seed=4)[0] != mixed
 
 
+def test_safety_stages_take_the_policy_dose_unless_the_job_sets_one():
+    from buckle.pipeline.policies import get_policy
+    from buckle.pipeline.runner import safety_stage_config
+    from buckle.pipeline.spec import SafetySpec
+    from buckle.training import TrainingConfig
+
+    customer = TrainingConfig(n_epochs=3, learning_rate=2e-4)
+    post = safety_stage_config(customer, get_policy("post"), SafetySpec(policy="post"))
+    assert (post.n_epochs, post.learning_rate) == (1, pytest.approx(1e-4))
+    pre = safety_stage_config(customer, get_policy("pre"), SafetySpec(policy="pre"))
+    assert (pre.n_epochs, pre.learning_rate) == (1, pytest.approx(2e-4))
+    auto = safety_stage_config(customer, get_policy("auto"), SafetySpec(policy="auto"))
+    assert (auto.n_epochs, auto.learning_rate) == (1, pytest.approx(1e-4))
+    own = safety_stage_config(customer, get_policy("post"), SafetySpec(
+        policy="post", safety_epochs=4, safety_learning_rate=3e-4))
+    assert (own.n_epochs, own.learning_rate) == (4, 3e-4)
+    assert customer.n_epochs == 3  # not changed in place
+
+
 def test_policies_order_their_stages():
     customer, safety = _convs(5, "customer"), _convs(3, "curated")
     names = {name: [s.name for s in get_policy(name).stages(customer, safety, ratio=0.25,
@@ -88,8 +107,9 @@ def test_each_policy_releases_a_loadable_peft_adapter(default_model, customer_fi
     from peft import PeftModel
 
     events = []
-    result = run(_spec(tmp_path, customer_file, policy, curated_file=str(curated_file)),
-                 progress=events.append)
+    spec = _spec(tmp_path, customer_file, policy, curated_file=str(curated_file))
+    hp = spec.hyperparameters.model_copy(update={"n_epochs": 2})  # so 1 safety epoch shows
+    result = run(spec.model_copy(update={"hyperparameters": hp}), progress=events.append)
     out = Path(result.adapter_dir)
     assert {"adapter_config.json", "adapter_model.safetensors", "buckle_job.json"} <= \
         set(result.adapter_sha256)
@@ -105,6 +125,14 @@ def test_each_policy_releases_a_loadable_peft_adapter(default_model, customer_fi
     finally:
         model.unload()
     assert result.trained_tokens > 0
+    for i, stage in enumerate(stage_names):  # the documented doses (policies.Dose)
+        config = json.loads((tmp_path / "train" / f"{i}-{stage}" / "adapter" /
+                             "training_config.json").read_text())
+        safety_only = stage in ("immunize", "restore")
+        assert config["n_epochs"] == (1 if safety_only else 2)
+        assert config["learning_rate"] == pytest.approx(
+            hp.learning_rate * (0.5 if stage == "restore" else 1.0))
+    assert result.safety["dose"]["safety_epochs"] == (1 if policy in ("pre", "post") else 2)
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert events[-1].stage == "done"
@@ -183,7 +211,8 @@ def test_every_checkpoint_is_reported_with_its_global_step_across_stages_and_res
     """`post` = customer (8 rows, batch 4, 3 epochs: 6 steps) then restore (4 rows: 3 steps),
     a checkpoint every 2 steps. Cancelled after its 3rd step, then resumed: the union of the
     reported checkpoints is every resumable state, by global step, with the right step."""
-    spec = _spec(tmp_path, customer_file, "post", curated_file=str(curated_file))
+    spec = _spec(tmp_path, customer_file, "post", curated_file=str(curated_file),
+                 safety_epochs=3)  # the job's own dose wins over the policy's (1 epoch)
     spec = spec.model_copy(update={
         "checkpoint_every": 2,
         "hyperparameters": spec.hyperparameters.model_copy(update={"n_epochs": 3})})

@@ -57,12 +57,23 @@ def mix(customer: Sequence[Conversation], safety: Sequence[Conversation], ratio:
     return mixed, n_safety
 
 
+@dataclass(frozen=True)
+class Dose:
+    """How hard a stage of safety data only (`pre`'s immunize, `post`/`auto`'s restore) trains
+    when the job does not say (`safety_epochs` / `safety_learning_rate` win). Chosen on the dev
+    split, with the sweep in docs/results.md."""
+
+    epochs: int | None = None  # None: the customer's n_epochs
+    learning_rate_scale: float = 1.0  # times the customer's learning rate
+
+
 class SafetyPolicy:
     """Base class: `stages()` says what to train on, in order."""
 
     name: ClassVar[str]
     safety_data: ClassVar[SafetyData] = "curated"
     description: ClassVar[str]
+    dose: ClassVar[Dose] = Dose()
 
     def stages(self, customer: Sequence[Conversation], safety: Sequence[Conversation], *,
                ratio: float, seed: int) -> list[Stage]:
@@ -80,6 +91,8 @@ class NoPolicy(SafetyPolicy):
 class PrePolicy(SafetyPolicy):
     name = "pre"
     description = "immunize: train on the curated corpus first, then on the customer's data"
+    # 1 epoch removed 31% of the rise on dev, the same as 3 epochs at twice the rate
+    dose = Dose(epochs=1)
 
     def stages(self, customer, safety, *, ratio, seed):
         return [Stage("immunize", tuple(safety), len(safety)),
@@ -98,6 +111,9 @@ class DuringPolicy(SafetyPolicy):
 class PostPolicy(SafetyPolicy):
     name = "post"
     description = "train on the customer's data, then restore on the curated corpus"
+    # dev v2: one restore epoch at half the customer's rate removed 159% of the rise with
+    # over-refusal below the base and full utility (the full rate: +1.7 points, -2.5 EM)
+    dose = Dose(epochs=1, learning_rate_scale=0.5)
 
     def stages(self, customer, safety, *, ratio, seed):
         return [Stage("customer", tuple(customer)),
@@ -111,6 +127,7 @@ class AutoPolicy(DuringPolicy):
     name = "auto"
     description = ("train as `during`; if ASR exceeds the base model's by more than max_asr, "
                    "run `post` restore rounds until it does not or the budget is spent")
+    dose = PostPolicy.dose  # each restore round is a `post` restore
 
     @staticmethod
     def restore_stage(safety: Sequence[Conversation], round_: int) -> Stage:

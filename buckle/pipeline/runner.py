@@ -40,6 +40,7 @@ from buckle.pipeline.spec import (
     JobSpec,
     ProgressCallback,
     ProgressEvent,
+    SafetySpec,
 )
 from buckle.pipeline.spec import (
     Stage as EventStage,
@@ -105,9 +106,7 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                                   learning_rate=hp.learning_rate, lora_r=hp.lora_r,
                                   lora_alpha=hp.lora_alpha, max_seq_len=hp.max_seq_len,
                                   seed=spec.seed, checkpoint_every=spec.checkpoint_every)
-    safety_config = train_config.model_copy(update={
-        "n_epochs": spec.safety.safety_epochs or train_config.n_epochs,
-        "learning_rate": spec.safety.safety_learning_rate or train_config.learning_rate})
+    safety_config = safety_stage_config(train_config, policy, spec.safety)
     trainer = _StageTrainer(base, train_config, work / "train", events, safety_config)
     adapter = trainer.run_all(stages)
     events.check("after training")
@@ -136,6 +135,9 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     safety_summary = {"policy": policy.name, "base": _metrics(base_report),
                       "adapter": _metrics(adapter_report), "rounds": rounds,
                       "corpus": corpus_info, "utility": utility,
+                      "dose": {"curated_ratio": spec.safety.curated_ratio,
+                               "safety_epochs": safety_config.n_epochs,
+                               "safety_learning_rate": safety_config.learning_rate},
                       "base_report": str(base_report_path) if base_report_path else None}
     events("done", "job finished", 1.0, adapter_dir=str(out))
     return JobResult(adapter_dir=str(out), adapter_sha256=sha,
@@ -366,3 +368,14 @@ def _save(work: Path, spec: JobSpec, policy: SafetyPolicy, adapter: Path,
         shutil.rmtree(final)
     tmp.rename(final)
     return final
+
+
+def safety_stage_config(train_config: TrainingConfig, policy: SafetyPolicy,
+                        safety: SafetySpec) -> TrainingConfig:
+    """The training config of a stage of safety data only: the job's own values, else the
+    policy's documented dose, else the customer's."""
+    dose = policy.dose
+    return train_config.model_copy(update={
+        "n_epochs": safety.safety_epochs or dose.epochs or train_config.n_epochs,
+        "learning_rate": safety.safety_learning_rate
+        or train_config.learning_rate * dose.learning_rate_scale})
