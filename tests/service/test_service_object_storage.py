@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from pathlib import Path
 
 import httpx
@@ -118,8 +119,10 @@ def test_a_job_whose_worker_dies_resumes_on_another_host_from_its_checkpoint(
     sdk = _sdk(url, org)
     _, job = _submit(sdk, tmp_path)
     manifest = f"jobs/{job.id}/work.json"
-    wait_for(lambda: s3.exists(manifest) and b'"generation": 2' in s3.open(manifest).read(),
-             timeout=60)  # two checkpoints (steps 3 and 6) mirrored
+    def mirrored() -> int:
+        return json.loads(s3.open(manifest).read())["generation"] if s3.exists(manifest) else 0
+
+    wait_for(lambda: mirrored() >= 2, timeout=60)  # two checkpoints (steps 3 and 6) mirrored
     fresh_stack.kill(first)
     fresh_stack.start_worker(name="c", **slow, **host_c)
     done = wait_for(_done(sdk, job.id), timeout=90)
