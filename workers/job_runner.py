@@ -87,8 +87,7 @@ def validate(job_id: str) -> None:
                           expect=("validating_files",))
                 return
             try:
-                with store.open(row.storage_key) as f:
-                    data = f.read()
+                data = store.read(row.storage_key)
                 file_service.validate_content(data, row.filename, "fine-tune")
             except Exception as exc:  # noqa: BLE001 - any unreadable file fails the job
                 message = getattr(exc, "message", None) or str(exc)

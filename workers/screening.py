@@ -21,8 +21,7 @@ log = logging.getLogger("buckle.worker")
 
 def _summary_of(row: File) -> dict[str, Any]:
     try:
-        with get_store().open(row.storage_key) as f:
-            data = f.read()
+        data = get_store().read(row.storage_key)
         summary = screen_file_bytes(data, row.filename, judge=get_settings().screening_judge)
     except Exception as exc:
         log.exception("screening of %s failed", row.id)

@@ -63,10 +63,10 @@ class WorkDirMirror:
             return 0
 
     def _remote_manifest(self) -> dict[str, Any] | None:
-        if not self.store.exists(self.manifest_key):
+        try:
+            return json.loads(self.store.read(self.manifest_key))
+        except FileNotFoundError:
             return None
-        with self.store.open(self.manifest_key) as f:
-            return json.loads(f.read())
 
     def restore(self) -> int:
         """Bring the store's newer snapshot onto this disk; returns the files fetched."""

@@ -100,6 +100,9 @@ class LocalArtifactStore:
     def open(self, key: str) -> BinaryIO:
         return open(self.path(key), "rb")
 
+    def read(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
 

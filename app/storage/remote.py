@@ -73,6 +73,11 @@ class FsspecArtifactStore:
     def open(self, key: str) -> BinaryIO:
         return self.fs.open(self._path(key), "rb")
 
+    def read(self, key: str) -> bytes:
+        """One GET: unlike `open`, which pins the object's ETag and fails if it is replaced
+        mid-read, this returns whichever whole version the store served."""
+        return self.fs.cat_file(self._path(key))
+
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._path(key)))
 

@@ -120,7 +120,10 @@ def test_a_job_whose_worker_dies_resumes_on_another_host_from_its_checkpoint(
     _, job = _submit(sdk, tmp_path)
     manifest = f"jobs/{job.id}/work.json"
     def mirrored() -> int:
-        return json.loads(s3.open(manifest).read())["generation"] if s3.exists(manifest) else 0
+        try:
+            return json.loads(s3.read(manifest))["generation"]
+        except FileNotFoundError:
+            return 0
 
     wait_for(lambda: mirrored() >= 2, timeout=60)  # two checkpoints (steps 3 and 6) mirrored
     fresh_stack.kill(first)
