@@ -15,7 +15,7 @@ from app.core.db import session_scope
 from app.ids import new_id
 from app.models import Adapter, FineTuningJob, utcnow
 from app.services import jobs
-from app.storage import file_sha256, get_store
+from app.storage import get_store
 from buckle.pipeline.spec import JobResult
 from workers.result_files import add_result_file
 from workers.workdir import work_dir_of
@@ -66,7 +66,7 @@ def release(job: FineTuningJob, result: JobResult, owner: str) -> bool:
     csv_key = None
     try:
         store.put_tree(f"{base}/peft", Path(result.adapter_dir))
-        store.put_file(f"{base}/adapter.tar.gz", archive)
+        archive_bytes, archive_sha = store.put_file(f"{base}/adapter.tar.gz", archive)
         with session_scope() as session:
             results, csv_key = add_result_file(session, store, job.org_id, job.id, work_dir)
             done = _mark_succeeded(session, job, owner, adapter_id, result, [results.id])
@@ -75,7 +75,8 @@ def release(job: FineTuningJob, result: JobResult, owner: str) -> bool:
                 store.delete(base)  # this attempt's files only
                 store.delete(csv_key)
                 return False
-            _add_adapter(session, job, adapter_id, result, archive, base, report)
+            _add_adapter(session, job, adapter_id, result, (archive_bytes, archive_sha), base,
+                         report)
     except BaseException:
         store.delete(base)  # nothing half-released: the rows rolled back, so do the bytes
         if csv_key is not None:
@@ -101,13 +102,13 @@ def _mark_succeeded(session: Any, job: FineTuningJob, owner: str, adapter_id: st
 
 
 def _add_adapter(session: Any, job: FineTuningJob, adapter_id: str, result: JobResult,
-                 archive: Path, base: str, report: dict[str, Any] | None) -> None:
+                 archive: tuple[int, str], base: str, report: dict[str, Any] | None) -> None:
     """The adapter's registry row and the job's closing events (same transaction)."""
     if session.get(Adapter, adapter_id) is None:
         session.add(Adapter(
             id=adapter_id, org_id=job.org_id, job_id=job.id, base_model=job.model,
-            policy=job.safety.get("policy", "during"), sha256=file_sha256(archive),
-            bytes=archive.stat().st_size, files_sha256=result.adapter_sha256,
+            policy=job.safety.get("policy", "during"), sha256=archive[1],
+            bytes=archive[0], files_sha256=result.adapter_sha256,
             storage_key=f"{base}/peft", archive_key=f"{base}/adapter.tar.gz",
             safety_report=report, created_at=utcnow()))
     jobs.add_event(session, job.id, f"New fine-tuned model created: {adapter_id}")
