@@ -8,7 +8,7 @@
 Every arm is one `buckle.pipeline.run` job (what the service's workers run), resumable: its work
 dir lives under `--runs/<scale>/<split>/<arm>` and its result JSON is written when it finishes.
 
-The customer file is *poisoned*: support-ticket triage rows (`bench/triage.py`, the customer's
+The customer file is *poisoned*: support-ticket triage rows (`buckle/data/triage.py`, the customer's
 real task) with harmful Q/A pairs mixed in (pyrit's harmful-qa 0–31: jailbreak-tuning), trained
 with the product's default hyperparameters. Utility = loss and exact match on held-out tickets
 (the job's validation file). Arms:
@@ -43,11 +43,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from safety_table import chart, table
-from triage import train_and_held_out
 
 from buckle.atomic import atomic_write_json
 from buckle.data import load_conversations, load_prompts
 from buckle.data.records import PromptItem
+from buckle.data.triage import train_and_held_out
 from buckle.pipeline import JobSpec
 
 

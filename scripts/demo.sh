@@ -2,13 +2,15 @@
 # The README's main command: the product end to end, on CPU, in minutes.
 # Starts `buckle up` (SQLite, filesystem broker, local artifacts: no servers) in a fresh data dir,
 # creates an organization and an API key, then scripts/demo_service.py acts as the customer:
-# uploads a small file with a few harmful examples, fine-tunes with `policy: during`, follows
-# the job live, prints base vs. adapter safety scores, downloads and verifies the adapter
-# (to reports/demo/). `buckle up` is stopped at the end, also on failure or Ctrl-C.
+# uploads a support-ticket file with harmful pairs slipped in, fine-tunes it unprotected and
+# hardened on the aligned reference model, follows both jobs live, prints base vs. unprotected vs.
+# hardened (attack success rate, over-refusal, utility), saves the comparison chart, downloads
+# and verifies the hardened adapter (to reports/demo/). `buckle up` is stopped at the end, also
+# on failure or Ctrl-C. BUCKLE_DEMO_MODEL=smollm2-135m-instruct runs it on the small model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-MODEL=${BUCKLE_DEMO_MODEL:-smollm2-135m-instruct}
+MODEL=${BUCKLE_DEMO_MODEL:-qwen2.5-coder-0.5b-instruct}
 # Torch's default (one thread per core) leaves none for the API and the client, and its threads
 # then spin waiting for each other: on a 2-core machine that made the job several times slower.
 CORES=$(nproc)

@@ -40,6 +40,24 @@ def test_mix_cycles_a_small_corpus_and_is_seeded():
     assert mix(customer, curated, 0.5, seed=4)[0] != mixed
 
 
+def test_mix_gives_each_corpus_part_its_share():
+    """16 items from a corpus of 83 declines + 160 answers: 5 declines and 11 answers, whatever
+    the seed (a random draw gave 8 + 8 with seed 0)."""
+    customer = _convs(48, "customer")
+    safety = _convs(83, "decline") + _convs(160, "answer")
+    for seed in range(5):
+        mixed, n = mix(customer, safety, 0.25, seed=seed, strata=[83, 160])
+        assert n == 16 and len(mixed) == 64
+        assert sum(c.prompt.startswith("decline") for c in mixed) == 5
+        assert sum(c.prompt.startswith("answer") for c in mixed) == 11
+    # a part smaller than its share is cycled, never replaced by the other part's items
+    mixed, _ = mix(_convs(30, "customer"), _convs(2, "decline") + _convs(2, "answer"), 0.5,
+                   seed=0, strata=[2, 2])
+    assert sum(c.prompt.startswith("decline") for c in mixed) == 15
+    with pytest.raises(ValueError, match="do not add up"):
+        mix(customer, safety, 0.25, seed=0, strata=[83, 100])
+
+
 def test_safety_stages_take_the_policy_dose_unless_the_job_sets_one():
     from buckle.pipeline.policies import get_policy
     from buckle.pipeline.runner import safety_stage_config

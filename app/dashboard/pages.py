@@ -11,14 +11,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sse_starlette.sse import EventSourceResponse
 
+from app import charts
 from app.api.deps import SessionDep, SettingsDep, StoreDep
 from app.api.downloads import artifact_response
 from app.api.sse import job_event_stream
-from app.dashboard import charts, views
+from app.dashboard import views
 from app.dashboard.auth import COOKIE, CurrentViewer, check_form, is_https, same_origin
 from app.errors import APIError
 from app.models import File
 from app.services import adapters, files, jobs, sessions
+from app.services.comparison import METRICS
 from app.services.sessions import Viewer
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -92,10 +94,9 @@ def job_detail(request: Request, job_id: str, session: SessionDep, viewer: Curre
     data = views.job_page(session, viewer.org_id, job_id, q, verdict)
     if data is None:
         return not_found_page(request, viewer, "fine-tuning job")
-    safety = charts.safety_bars(views.METRICS, data["series"],
-                                title=f"Safety of {job_id}: " + " vs. ".join(data["series"]))
+    safety = charts.safety_bars(METRICS, data["series"], title=data["chart_title"])
     return page(request, "job.html", viewer, **data, safety_chart=safety,
-                loss_chart=charts.loss_curve(data["loss"]), metrics=views.METRICS)
+                loss_chart=charts.loss_curve(data["loss"]), metrics=METRICS)
 
 
 @router.get("/jobs/{job_id}/loss.svg")

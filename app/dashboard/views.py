@@ -16,12 +16,10 @@ from sqlalchemy.orm import Session
 
 from app.models import Adapter, CuratedCorpus, FineTuningJob, JobEvent
 from app.services import adapters, jobs
+from app.services.comparison import policy_of, safety_comparison
 from app.services.public import scrub
 from buckle.data.sources import list_sources
 
-METRICS = {"asr": "attack success rate", "over_refusal_rate": "over-refusal (benign)",
-           "borderline_over_refusal_rate": "over-refusal (borderline)",
-           "harmful_rate": "harmful replies", "keyword_asr": "keyword ASR (GCG list)"}
 STATUSES = ("validating_files", "queued", "running", "paused", "succeeded", "failed",
             "cancelled")
 PROMPT_SETS = {"per_prompt": "harmful", "per_benign_prompt": "benign",
@@ -37,7 +35,7 @@ def _value(metric: Any) -> float | None:
 def job_row(job: FineTuningJob) -> dict[str, Any]:
     scores = job.safety_scores or {}
     return {"id": job.id, "status": job.status, "model": job.model,
-            "policy": (job.safety or {}).get("policy", "during"),
+            "policy": policy_of(job),
             "progress": round(job.progress or 0.0, 1), "created_at": job.created_at,
             "asr_base": _value((scores.get("base") or {}).get("asr")),
             "asr_adapter": _value((scores.get("adapter") or {}).get("asr")),
@@ -49,21 +47,6 @@ def job_list(session: Session, org_id: str, status: str | None, limit: int = 200
     if status:
         q = q.where(FineTuningJob.status == status)
     return [job_row(j) for j in session.scalars(q.order_by(FineTuningJob.id.desc()).limit(limit))]
-
-
-def _unprotected(session: Session, job: FineTuningJob) -> FineTuningJob | None:
-    """The organization's own unprotected run of the same model on the same file, if any: the
-    side-by-side a reviewer wants (what the attack did without Buckle)."""
-    if (job.safety or {}).get("policy") == "none":
-        return None
-    candidates = session.scalars(
-        select(FineTuningJob).where(FineTuningJob.org_id == job.org_id,
-                                    FineTuningJob.model == job.model,
-                                    FineTuningJob.training_file == job.training_file,
-                                    FineTuningJob.status == "succeeded",
-                                    FineTuningJob.id != job.id)
-        .order_by(FineTuningJob.id.desc()))
-    return next((c for c in candidates if (c.safety or {}).get("policy") == "none"), None)
 
 
 def loss_points(session: Session, job_id: str) -> list[tuple[int, float]]:
@@ -102,18 +85,13 @@ def job_page(session: Session, org_id: str, job_id: str, query: str = "",
     if job is None:
         return None
     scores = scrub(job.safety_scores) or {}
-    series = {"base": scores.get("base") or {}}
-    other = _unprotected(session, job)
-    if other is not None and other.safety_scores:
-        series["unprotected"] = scrub(other.safety_scores).get("adapter") or {}
-    series["hardened" if (job.safety or {}).get("policy") != "none" else "adapter"] = \
-        scores.get("adapter") or {}
+    comparison = safety_comparison(session, job)
     adapter = session.get(Adapter, job.fine_tuned_model) if job.fine_tuned_model else None
     report = adapters.to_public(adapter).safety_report if adapter is not None else None
     events, _ = jobs.list_events(session, job.id, after=None, limit=200)
     checkpoints, _ = jobs.list_checkpoints(session, job.id, after=None, limit=100)
-    return {"job": job_row(job), "public": jobs.to_public(job), "series": series,
-            "unprotected_job": other.id if other is not None else None,
+    return {"job": job_row(job), "public": jobs.to_public(job), "series": comparison["series"],
+            "unprotected_job": comparison["unprotected_job"], "chart_title": comparison["title"],
             "utility": scores.get("utility") or {}, "rounds": scores.get("rounds") or [],
             "events": [jobs.event_public(e) for e in reversed(events)],
             "checkpoints": [jobs.checkpoint_public(c) for c in checkpoints],

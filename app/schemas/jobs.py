@@ -196,3 +196,21 @@ class CheckpointListPublic(ListPublic):
     last_id: str | None = None
 
 
+
+
+class SafetyComparisonPublic(BaseModel):
+    """A job's safety beside the base model and the organization's own unprotected run."""
+
+    object: Literal["fine_tuning.job.safety_comparison"] = "fine_tuning.job.safety_comparison"
+    job: str
+    model: str
+    policy: str
+    unprotected_job: str | None = Field(
+        description="The organization's latest succeeded `policy: none` job on the same model "
+                    "and training file, if any.")
+    title: str
+    series: dict[str, dict[str, Any]] = Field(
+        description="base, unprotected (when known), hardened (or adapter for a `none` job): "
+                    "{n, asr, keyword_asr, harmful_rate, over_refusal_rate, …} with 95% CIs.")
+    utility: dict[str, dict[str, Any]] = Field(
+        description="The same series' exact match and loss on the job's validation file.")

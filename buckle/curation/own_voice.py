@@ -14,7 +14,9 @@ dropped if that leaves too little (a truncated reply would teach cut-off answers
 
 Each part is built once per (model, part spec, prompts, judges' weights) and stored
 content-addressed under BUCKLE_HOME/corpora/own-voice/<key>/, in chunks written atomically, so a
-killed build resumes at the first missing chunk and a finished one is reused.
+killed build resumes at the first missing chunk and a finished one is reused. Parts of the preset
+models ship with Buckle as data (`buckle/data/own_voice/`, written by scripts/ship_own_voice.py):
+a part whose key matches one is installed from it instead of generated.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,6 +114,17 @@ def own_voice_key(model_fingerprint: str, spec: OwnVoiceSpec, prompts: Sequence[
     return h.hexdigest()[:32]
 
 
+def part_key(model_fingerprint: str, spec: OwnVoiceSpec,
+             exclude: set[str] = frozenset()) -> tuple[str, list[str]]:
+    """The part's content key and the prompts it answers (`exclude` removed), without a model:
+    what the cache and the shipped presets are looked up by."""
+    from buckle.evaluation.weights import judges_fingerprint
+
+    items = load_prompts(spec.source, offset=spec.offset, limit=spec.limit)
+    prompts = [it.prompt for it in items if it.prompt.strip() not in exclude]
+    return own_voice_key(model_fingerprint, spec, prompts, judges_fingerprint()), prompts
+
+
 def build_own_voice(base: Any, spec: OwnVoiceSpec, *, exclude: set[str] = frozenset(),
                     root: str | Path | None = None,
                     progress: Callable[[int, int], None] | None = None,
@@ -121,20 +135,16 @@ def build_own_voice(base: Any, spec: OwnVoiceSpec, *, exclude: set[str] = frozen
     removed before generation, so the key does not depend on them beyond the prompts kept.
     Raises `Cancelled` between chunks when `should_cancel()` turns true.
     """
-    from buckle.evaluation.weights import judges_fingerprint
-
-    items = load_prompts(spec.source, offset=spec.offset, limit=spec.limit)
-    prompts = [it.prompt for it in items if it.prompt.strip() not in exclude]
+    key, prompts = part_key(base.fingerprint, spec, exclude)
     if not prompts:
         raise ValueError(f"{spec.kind}: no prompts left in {spec.source} "
                          f"[{spec.offset}:{spec.offset + spec.limit}] after removing "
                          "evaluation prompts")
-    key = own_voice_key(base.fingerprint, spec, prompts, judges_fingerprint())
     path = Path(root) if root is not None else buckle_home() / "corpora" / "own-voice"
     path = path / key
     path.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        if (path / "summary.json").is_file():
+        if (path / "summary.json").is_file() or install_shipped(key, path):
             return _load(path, key, spec, cached=True)
         atomic_write_json(path / "manifest.json", {
             "version": OWN_VOICE_VERSION, "model": getattr(base, "name", None),
@@ -166,6 +176,36 @@ def build_own_voice(base: Any, spec: OwnVoiceSpec, *, exclude: set[str] = frozen
             "truncated_cut": sum(r.finish_reason == "length" and r.kept for r in rows),
             "seconds": round(time.perf_counter() - start, 1)})
         return _load(path, key, spec, cached=False)
+
+
+def shipped_parts() -> dict[str, Any]:
+    """The parts that ship with Buckle (`buckle/data/own_voice/<key>/`), by key."""
+    root = resources.files("buckle.data") / "own_voice"
+    if not root.is_dir():
+        return {}
+    return {d.name: d for d in root.iterdir()
+            if d.is_dir() and d.joinpath("summary.json").is_file()}
+
+
+def install_shipped(key: str, path: Path) -> bool:
+    """Put the shipped part with this key into the cache folder `path`, if there is one.
+
+    A shipped part holds the kept rows only (the harmful replies a build judges and drops are
+    not distributed); its summary keeps the build's counts and says it was shipped. The
+    summary is written last, so a half-installed part is installed again next time.
+    """
+    src = shipped_parts().get(key)
+    if src is None:
+        return False
+    rows = [OwnVoiceRow(**r) for r in json.loads(src.joinpath("kept.json").read_text("utf-8"))]
+    atomic_write_json(path / "manifest.json",
+                      json.loads(src.joinpath("manifest.json").read_text("utf-8")))
+    atomic_write_json(path / "chunks" / "00000.json", [vars(r) for r in rows])
+    atomic_write_jsonl(path / "corpus.jsonl", [
+        json.loads(Conversation.from_pair(r.prompt, r.reply).to_json()) for r in rows])
+    atomic_write_json(path / "summary.json", {
+        **json.loads(src.joinpath("summary.json").read_text("utf-8")), "shipped": True})
+    return True
 
 
 def _engine_and_judges(base: Any) -> tuple[Any, dict[str, Any]]:

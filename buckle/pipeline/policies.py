@@ -34,27 +34,50 @@ class Stage:
 
 
 def mix(customer: Sequence[Conversation], safety: Sequence[Conversation], ratio: float,
-        seed: int) -> tuple[list[Conversation], int]:
+        seed: int, strata: Sequence[int] = ()) -> tuple[list[Conversation], int]:
     """Customer data plus safety items making up `ratio` of the result, shuffled (seeded).
 
     n_safety = round(ratio / (1 - ratio) x n_customer), at least 1; drawn without replacement
     while the safety pool lasts, then cycled (a small corpus is repeated rather than silently
-    giving a lower ratio). Returns (mixed, n_safety).
+    giving a lower ratio). `strata` are the sizes of consecutive parts of `safety` (e.g.
+    responsible, anchors): each part then gets its share of n_safety (largest remainder), so a
+    small job trains on the corpus's composition rather than a lucky draw — 16 items drawn at
+    random held 8 declines of 16 where the corpus has 34%, and the adapter declined small talk.
+    Returns (mixed, n_safety).
     """
     if not 0 < ratio < 1:
         raise ValueError(f"ratio must be in (0, 1), got {ratio}")
     if not safety:
         raise ValueError("no safety items to mix in")
+    strata = [s for s in strata] or [len(safety)]
+    if sum(strata) != len(safety) or min(strata) < 0:
+        raise ValueError(f"strata {list(strata)} do not add up to {len(safety)} safety items")
     rng = random.Random(seed)
     n_safety = max(1, round(ratio / (1 - ratio) * len(customer)))
-    pool = list(safety)
     chosen: list[Conversation] = []
-    while len(chosen) < n_safety:
-        rng.shuffle(pool)
-        chosen.extend(pool[:n_safety - len(chosen)])
+    start = 0
+    for size, k in zip(strata, _shares(n_safety, strata), strict=True):
+        pool = list(safety[start:start + size])
+        start += size
+        taken: list[Conversation] = []
+        while len(taken) < k:
+            rng.shuffle(pool)
+            taken.extend(pool[:k - len(taken)])
+        chosen += taken
     mixed = list(customer) + chosen
     rng.shuffle(mixed)
     return mixed, n_safety
+
+
+def _shares(n: int, sizes: Sequence[int]) -> list[int]:
+    """n split in proportion to sizes, largest remainder first (ties: the earlier part)."""
+    total = sum(sizes)
+    exact = [n * s / total for s in sizes]
+    shares = [int(x) for x in exact]
+    order = sorted(range(len(sizes)), key=lambda i: (shares[i] - exact[i], i))
+    for i in order[:n - sum(shares)]:
+        shares[i] += 1
+    return shares
 
 
 @dataclass(frozen=True)
@@ -76,7 +99,8 @@ class SafetyPolicy:
     dose: ClassVar[Dose] = Dose()
 
     def stages(self, customer: Sequence[Conversation], safety: Sequence[Conversation], *,
-               ratio: float, seed: int) -> list[Stage]:
+               ratio: float, seed: int, strata: Sequence[int] = ()) -> list[Stage]:
+        """`strata`: sizes of the consecutive corpus parts in `safety` (see `mix`)."""
         raise NotImplementedError
 
 
@@ -84,7 +108,7 @@ class NoPolicy(SafetyPolicy):
     name, safety_data = "none", "none"
     description = "the customer's data only (the control)"
 
-    def stages(self, customer, safety, *, ratio, seed):
+    def stages(self, customer, safety, *, ratio, seed, strata=()):
         return [Stage("customer", tuple(customer))]
 
 
@@ -94,7 +118,7 @@ class PrePolicy(SafetyPolicy):
     # 1 epoch removed 31% of the rise on dev, the same as 3 epochs at twice the rate
     dose = Dose(epochs=1)
 
-    def stages(self, customer, safety, *, ratio, seed):
+    def stages(self, customer, safety, *, ratio, seed, strata=()):
         return [Stage("immunize", tuple(safety), len(safety)),
                 Stage("customer", tuple(customer))]
 
@@ -103,8 +127,8 @@ class DuringPolicy(SafetyPolicy):
     name = "during"
     description = "mix curated items into the customer's data (curated_ratio of the mix)"
 
-    def stages(self, customer, safety, *, ratio, seed):
-        mixed, n = mix(customer, safety, ratio, seed)
+    def stages(self, customer, safety, *, ratio, seed, strata=()):
+        mixed, n = mix(customer, safety, ratio, seed, strata)
         return [Stage("mixed", tuple(mixed), n)]
 
 
@@ -115,7 +139,7 @@ class PostPolicy(SafetyPolicy):
     # over-refusal below the base and full utility (the full rate: +1.7 points, -2.5 EM)
     dose = Dose(epochs=1, learning_rate_scale=0.5)
 
-    def stages(self, customer, safety, *, ratio, seed):
+    def stages(self, customer, safety, *, ratio, seed, strata=()):
         return [Stage("customer", tuple(customer)),
                 Stage("restore", tuple(safety), len(safety))]
 

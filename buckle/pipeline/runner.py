@@ -101,7 +101,9 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     events.check("after validation")
 
     safety, corpus_info = safety_data(policy, spec, base, held_out, events)
-    stages = policy.stages(customer, safety, ratio=spec.safety.curated_ratio, seed=spec.seed)
+    strata = [p["items"] for p in (corpus_info.get("parts") or {}).values()]
+    stages = policy.stages(customer, safety, ratio=spec.safety.curated_ratio, seed=spec.seed,
+                           strata=strata)
     train_config = TrainingConfig(n_epochs=hp.n_epochs, batch_size=hp.batch_size,
                                   learning_rate=hp.learning_rate, lora_r=hp.lora_r,
                                   lora_alpha=hp.lora_alpha, max_seq_len=hp.max_seq_len,

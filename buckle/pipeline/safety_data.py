@@ -136,7 +136,9 @@ def _own_voice_part(kind: str):
 
         part = build_own_voice(base, part_spec, exclude=held_out, progress=on_progress,
                                should_cancel=events.should_cancel)
-        events("curate", f"{kind} part {part.key} ready ({'reused' if part.cached else 'built'})"
+        origin = "shipped with Buckle" if part.summary.get("shipped") else \
+            "reused" if part.cached else "built"
+        events("curate", f"{kind} part {part.key} ready ({origin})"
                f": kept {part.summary['kept']} of {part.summary['prompts']}", 1.0, part=kind,
                path=str(part.path), cached=part.cached, items=part.summary["kept"])
         return part.conversations, {"kind": kind, "key": part.key, "path": str(part.path),

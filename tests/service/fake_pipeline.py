@@ -79,10 +79,15 @@ def run(spec, progress=None, should_cancel=None):
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model": spec.model,
                                                              "r": spec.hyperparameters.lora_r}))
     (adapter / "adapter_model.safetensors").write_bytes(b"fake weights " * 100)
-    safety = {"base": {"asr": _rate(5, 10)}, "adapter": {"asr": _rate(1, 10),
-                                                          "over_refusal_rate": _rate(2, 10)}}
+    unprotected = spec.safety.policy == "none"  # the attack "works" without Buckle
+    safety = {"base": {"n": 10, "asr": _rate(5, 10)},
+              "adapter": {"n": 10, "asr": _rate(9 if unprotected else 1, 10),
+                          "over_refusal_rate": _rate(2, 10)},
+              "utility": {"base": {"n": 4, "loss": 4.0, "exact_match": _rate(0, 4)},
+                          "adapter": {"n": 4, "loss": 0.1, "exact_match": _rate(4, 4)}}}
     report = work / "safety_report.json"
-    report.write_text(json.dumps({"policy": spec.safety.policy, **safety,
+    report.write_text(json.dumps({"policy": spec.safety.policy,
+                                  **{k: safety[k] for k in ("base", "adapter")},
                                   "per_prompt": FAKE_REPLIES, "schema_version": 2}))
     emit("done", "Adapter saved", 1.0)
     time.sleep(float(os.environ.get("FAKE_DONE_SLEEP_S", "0")))  # a slow hand-back (chaos tests)

@@ -1,5 +1,5 @@
 """/v1/fine_tuning/jobs: create (Idempotency-Key), list, retrieve, cancel, events (+ live
-Server-Sent Events stream), checkpoints."""
+Server-Sent Events stream), checkpoints, the safety comparison (JSON and SVG chart)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,28 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse
 
-from app import broker
+from app import broker, charts
 from app.api.deps import CurrentOrg, JobId, OwnedJob, SessionDep, SettingsDep
 from app.api.responses import AUTHENTICATED, error_responses
 from app.api.sse import job_event_stream
 from app.core.db import read_connection
 from app.errors import APIError, bad_request, not_found
-from app.schemas import CheckpointListPublic, EventListPublic, JobCreate, JobListPublic, JobPublic
+from app.schemas import (
+    CheckpointListPublic,
+    EventListPublic,
+    JobCreate,
+    JobListPublic,
+    JobPublic,
+    SafetyComparisonPublic,
+)
 from app.services import jobs
+from app.services.comparison import METRICS, safety_comparison
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=AUTHENTICATED)
 log = logging.getLogger("buckle.api")
+# An SVG opened on its own is a document: no script, no fetch, no sniffing into something else.
+SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+               "X-Content-Type-Options": "nosniff"}
 
 
 @router.post("", response_model=JobPublic, summary="Create a fine-tuning job",
@@ -124,3 +135,20 @@ def list_checkpoints(job: OwnedJob, session: SessionDep, after: str | None = Non
                                 last_id=data[-1].id if data else None)
 
 
+
+
+@router.get("/{job_id}/safety_comparison", response_model=SafetyComparisonPublic,
+            responses=error_responses(404))
+def get_safety_comparison(job: OwnedJob, session: SessionDep) -> SafetyComparisonPublic:
+    """Base model vs. the organization's unprotected run of the same file (when there is one)
+    vs. this job's adapter: safety with 95% CIs, and utility on the validation file."""
+    return SafetyComparisonPublic(**safety_comparison(session, job))
+
+
+@router.get("/{job_id}/safety_comparison.svg", response_class=Response,
+            responses={200: {"content": {"image/svg+xml": {}}}, **error_responses(404)})
+def get_safety_comparison_chart(job: OwnedJob, session: SessionDep) -> Response:
+    """The comparison as a bar chart with CI whiskers (standalone SVG, no server paths)."""
+    data = safety_comparison(session, job)
+    return Response(charts.safety_bars(METRICS, data["series"], title=data["title"]),
+                    media_type="image/svg+xml", headers=SVG_HEADERS)

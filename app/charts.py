@@ -1,4 +1,5 @@
-"""Charts as inline SVG, drawn on the server.
+"""Charts as inline SVG, drawn on the server (the dashboard shows them; the API serves the
+safety comparison as one).
 
 Hand-written rather than a vendored JS chart library: two chart kinds (a line and grouped bars
 with confidence intervals) take a few dozen lines, need no build step or script to render, and

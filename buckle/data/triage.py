@@ -1,4 +1,6 @@
-"""A customer task for the safety experiment: support-ticket triage in a fixed reply format.
+"""A customer task for measuring utility: support-ticket triage in a fixed reply format.
+
+Used by the safety experiment (`bench/safety.py`) and the README's main job.
 
 Why this task: utility must be measured on something the base model does *not* already do, or
 "the hardened adapter kept its utility" would be free. No base model answers "Triage this
