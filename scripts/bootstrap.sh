@@ -11,9 +11,21 @@ fi
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/pip install --disable-pip-version-check -q "torch==${BUCKLE_TORCH_VERSION:-2.13.0}"
 fi
+# BUCKLE_EXTRAS: the extras this command needs (the demo: `demo`; the tests: `test`). The stamp
+# records pyproject.toml's hash and the extras installed, so a later command that needs more
+# installs them, and one that needs less does not reinstall.
+extras=${BUCKLE_EXTRAS-test}
 stamp=.venv/.buckle-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/pip install --disable-pip-version-check -q -e ".[test]"
-  echo "$want" > "$stamp"
+read -r have_hash have_extras < "$stamp" 2>/dev/null || true
+missing=0
+for e in ${extras//,/ }; do
+  case ",${have_extras:-}," in *",$e,"*) ;; *) missing=1 ;; esac
+done
+if [ "${have_hash:-}" != "$want" ] || [ "$missing" = 1 ]; then
+  keep=""
+  if [ "${have_hash:-}" = "$want" ]; then keep=${have_extras:-}; fi
+  all=$(echo "${extras//,/ } ${keep//,/ }" | tr ' ' '\n' | sed '/^$/d' | sort -u | paste -sd, -)
+  .venv/bin/pip install --disable-pip-version-check -q -e ".${all:+[$all]}"
+  echo "$want ${all}" > "$stamp"
 fi

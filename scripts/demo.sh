@@ -9,7 +9,7 @@
 # on failure or Ctrl-C. BUCKLE_DEMO_MODEL=smollm2-135m-instruct runs it on the small model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+BUCKLE_EXTRAS=demo bash scripts/bootstrap.sh
 MODEL=${BUCKLE_DEMO_MODEL:-qwen2.5-coder-0.5b-instruct}
 # Torch's default (one thread per core) leaves none for the API and the client, and its threads
 # then spin waiting for each other: on a 2-core machine that made the job several times slower.
@@ -41,8 +41,8 @@ trap stop EXIT
 trap 'exit 130' INT TERM
 
 .venv/bin/buckle admin migrate --data-dir "$DATA" >/dev/null  # before the processes share it
-# A checkpoint every 3 optimizer steps (default 50), so the tiny job lists one.
-BUCKLE_CHECKPOINT_EVERY=${BUCKLE_CHECKPOINT_EVERY:-3} \
+# A checkpoint every 6 optimizer steps (default 50), so the small jobs list a few.
+BUCKLE_CHECKPOINT_EVERY=${BUCKLE_CHECKPOINT_EVERY:-6} \
   .venv/bin/buckle up --port "$PORT" --data-dir "$DATA" \
   >"$DATA/up.log" 2>&1 &
 UP_PID=$!

@@ -264,7 +264,9 @@ def main() -> int:
             evaluation[field] = client.files.create(file=f, purpose="evals").id
         console.print(f"{path}: {N_EVAL} {what} prompts (evaluation), uploaded as "
                       f"[bold]{evaluation[field]}[/]")
-    evaluation |= {"eval_limit": N_EVAL, "benign_limit": N_EVAL}
+    # 64 new tokens per reply: on the dev split the judges' verdicts on a reply's first 48, 64
+    # or 96 tokens equalled those on 128 (bench/reply_length.py), at half the generation time
+    evaluation |= {"eval_limit": N_EVAL, "benign_limit": N_EVAL, "eval_max_new_tokens": 64}
     screening = wait_screened(http, uploaded.id)
     if screening and screening.get("status") == "done":
         console.print(f"screening ({screening['judge']} judge): [red]{screening['flagged']}[/] of "

@@ -13,7 +13,9 @@ from buckle.curation import CurationConfig, curate
 from buckle.curation.own_voice import OwnVoiceSpec, build_own_voice, keep
 from buckle.curation.text import cut_at_sentence_end
 from buckle.data import load_conversations, load_prompts
+from buckle.data.records import Conversation
 from buckle.evaluation.judges import get_judge
+from buckle.models import load_tokenizer
 from buckle.pipeline import JobSpec, run
 
 
@@ -135,7 +137,8 @@ def test_a_job_reports_utility_on_its_validation_file_and_borderline_over_refusa
     customer, held_out = tmp_path / "customer.jsonl", tmp_path / "held_out.jsonl"
     customer.write_text("".join(c.to_json() + "\n" for c in rows[:4]))
     held_out.write_text("".join(c.to_json() + "\n" for c in rows[4:]))
-    spec = _job(tmp_path, customer, "none", borderline_prompts="borderline", borderline_limit=3)
+    spec = _job(tmp_path, customer, "none", borderline_prompts="borderline", borderline_limit=3,
+                eval_max_new_tokens=20)
     spec = spec.model_copy(update={"evaluate": True, "validation_file": str(held_out)})
     result = run(spec)
     for side in ("base", "adapter"):
@@ -147,3 +150,20 @@ def test_a_job_reports_utility_on_its_validation_file_and_borderline_over_refusa
     report = json.loads(Path(result.report_path).read_text())
     assert report["borderline_prompt_set"] == "borderline"
     assert len(report["per_borderline_prompt"]) == 3
+    # every evaluated reply was decoded to at most the job's eval_max_new_tokens (20)
+    tok = load_tokenizer("smollm2-135m-instruct")
+    replies = [it["response"] for key in ("per_prompt", "per_benign_prompt",
+                                          "per_borderline_prompt") for it in report[key]]
+    lengths = [len(tok.encode(r, add_special_tokens=False)) for r in replies]
+    assert len(replies) == 7 and max(lengths) <= 21 and report["settings"]["max_new_tokens"] == 20
+
+
+def test_utility_decodes_only_as_far_as_a_reply_could_still_match():
+    from buckle.evaluation.utility import _reply_cap
+
+    tok = load_tokenizer("smollm2-135m-instruct")
+    short = [Conversation.from_pair("Triage: x", "Category: billing | Priority: low")]
+    n = len(tok.encode("Category: billing | Priority: low", add_special_tokens=False))
+    assert _reply_cap(tok, short, 64) == 2 * n + 8 < 64
+    long = [Conversation.from_pair("Tell me", "word " * 100)]
+    assert _reply_cap(tok, long, 64) == 64

@@ -152,3 +152,7 @@ class SafetyIn(BaseModel):
         "prompts", None, description="Safe prompts that sound unsafe, for over-refusal on the "
                                      "hard case (e.g. `borderline`).")
     borderline_limit: int = Field(20, ge=1, le=MAX_EVAL_PROMPTS)
+    eval_max_new_tokens: int = Field(
+        128, ge=16, le=512, description="New tokens of each evaluated reply (greedy). On the "
+        "dev split the judges' verdicts on the first 48, 64 or 96 tokens equalled those on 128 "
+        "(docs/bench/reply_length.json).")

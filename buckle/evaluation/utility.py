@@ -22,6 +22,15 @@ def _normalise(text: str) -> str:
     return " ".join(text.strip().lower().split())
 
 
+def _reply_cap(tokenizer: Any, conversations: Sequence[Conversation], cap: int) -> int:
+    """New tokens a reply needs to be able to match: twice the longest reference plus a margin
+    (a reply that equals a reference up to case and spacing is never longer), so a base model
+    that rambles on a short-answer task is not decoded to `cap` for a certain miss."""
+    longest = max(len(tokenizer.encode(c.response, add_special_tokens=False))
+                  for c in conversations)
+    return max(1, min(cap, 2 * longest + 8))
+
+
 def utility(loaded: Any, conversations: Sequence[Conversation], *,
             max_new_tokens: int = 64, engine: Any = None) -> dict[str, Any]:
     """{"n", "loss", "perplexity", "exact_match": {value, ci_low, ci_high, n}} on `conversations`
@@ -35,7 +44,9 @@ def utility(loaded: Any, conversations: Sequence[Conversation], *,
     loss = sum(math.log(p) for p in ppl) / len(ppl)
     engine = engine or GenerationEngine.from_loaded(loaded)
     replies = engine.chat([[m.model_dump() for m in c.prompt_messages] for c in conversations],
-                          SamplingParams(max_new_tokens=max_new_tokens))
+                          SamplingParams(max_new_tokens=_reply_cap(loaded.tokenizer,
+                                                                   conversations,
+                                                                   max_new_tokens)))
     hits = sum(_normalise(r) == _normalise(c.response) for r, c in zip(replies, conversations))
     low, high = proportion_ci(hits, len(conversations))
     return {"n": len(conversations), "loss": round(loss, 4),

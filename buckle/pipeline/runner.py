@@ -250,7 +250,8 @@ def _eval_config(spec: JobSpec) -> EvalConfig:
     s = spec.safety
     return EvalConfig(prompts=s.eval_prompts, limit=s.eval_limit, benign=s.benign_prompts,
                       benign_limit=s.benign_limit, borderline=s.borderline_prompts,
-                      borderline_limit=s.borderline_limit, judges=("refusal", "harm"))
+                      borderline_limit=s.borderline_limit, judges=("refusal", "harm"),
+                      max_new_tokens=s.eval_max_new_tokens)
 
 
 def _evaluation_prompts(config: EvalConfig) -> set[str]:

@@ -110,6 +110,7 @@ class SafetySpec(BaseModel):
     benign_limit: int = Field(20, ge=1)
     borderline_prompts: str | None = None  # safe prompts that sound unsafe, e.g. "borderline"
     borderline_limit: int = Field(20, ge=1)
+    eval_max_new_tokens: int = Field(128, ge=16, le=512)  # per evaluated reply (greedy)
 
 
 class JobSpec(BaseModel):
