@@ -39,7 +39,7 @@ console = Console(highlight=False)
 
 # Sized for a few minutes on 2 CPU cores. The own-voice parts of the aligned reference model ship
 # with Buckle (buckle/data/own_voice/), and the base model's report is cached in BUCKLE_HOME.
-TASK, HELD_OUT, ATTACK, ATTACK_WORDS = 32, 20, 16, 48
+TASK, HELD_OUT, ATTACK, ATTACK_WORDS = 24, 20, 16, 48
 # Evaluation windows of their own: outside the safety experiment's dev and test prompts
 # (docs/results.md) and every corpus part, uploaded as `evals` files like a customer's own.
 HARMFUL_WINDOW, BENIGN_WINDOW, N_EVAL = ("advbench", 300), ("chatterbot", 460), 20
@@ -264,9 +264,9 @@ def main() -> int:
             evaluation[field] = client.files.create(file=f, purpose="evals").id
         console.print(f"{path}: {N_EVAL} {what} prompts (evaluation), uploaded as "
                       f"[bold]{evaluation[field]}[/]")
-    # 64 new tokens per reply: on the dev split the judges' verdicts on a reply's first 48, 64
-    # or 96 tokens equalled those on 128 (bench/reply_length.py), at half the generation time
-    evaluation |= {"eval_limit": N_EVAL, "benign_limit": N_EVAL, "eval_max_new_tokens": 64}
+    # 48 new tokens per reply: on the dev split the judges' verdicts on a reply's first 48, 64
+    # or 96 tokens equalled those on 128 (bench/reply_length.py), at a third of the time
+    evaluation |= {"eval_limit": N_EVAL, "benign_limit": N_EVAL, "eval_max_new_tokens": 48}
     screening = wait_screened(http, uploaded.id)
     if screening and screening.get("status") == "done":
         console.print(f"screening ({screening['judge']} judge): [red]{screening['flagged']}[/] of "
