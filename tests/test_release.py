@@ -72,7 +72,7 @@ def test_released_folder_names_its_base_and_carries_no_server_path(released):
             text = f.read_text(encoding="utf-8")
             assert not any(s in text for s in server), (f.name, [s for s in server if s in text])
     report = json.loads((released / "safety_report.json").read_text())
-    assert report["adapter"] == "post adapter" and report["per_prompt"]
+    assert report["adapter"] == "hardened (post)" and report["per_prompt"]
 
 
 def test_released_adapter_loads_with_peft_where_the_server_cache_does_not_exist(

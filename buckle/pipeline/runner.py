@@ -353,14 +353,14 @@ def _save(work: Path, spec: JobSpec, policy: SafetyPolicy, adapter: Path,
     shutil.copytree(adapter, tmp, ignore=shutil.ignore_patterns("*.json.tmp", ".*"))
     make_portable(tmp, base_model_card(base.name, base.fingerprint))
     if report is not None:
-        label = f"{policy.name} adapter"
+        label = "adapter, no policy" if policy.name == "none" else f"hardened ({policy.name})"
         public = public_report(report, label)
         public.write_json(tmp / REPORT_FILE)
         shown = [public_report(base_report, "base"), public] if base_report else [public]
-        compare_chart(shown, tmp / CHART_FILE, labels=["base model", label][-len(shown):],
-                      title=f"{scrub_paths(base.name)}: "
-                            f"{' vs. '.join(['base model', label][-len(shown):])} "
-                            f"({public.prompt_set}, n={public.n})")
+        labels = ["base model", label][-len(shown):]
+        compare_chart(shown, tmp / CHART_FILE, labels=labels,
+                      title=f"{scrub_paths(base.name)}: {' vs. '.join(labels)}\n"
+                            f"harmful prompts: {Path(public.prompt_set).stem}, n={public.n}")
     atomic_write_json(tmp / JOB_FILE, scrub_paths({
         "spec": json.loads(spec.model_dump_json()), "policy": policy.name,
         "stages": [{"name": s.name, "items": len(s.conversations),
