@@ -47,6 +47,14 @@ def upload(client, org: Org, content: bytes = GOOD_JSONL, purpose: str = "fine-t
                        files={"file": (name, content, "application/jsonl")})
 
 
+def create_job(api, file_id: str, policy: str) -> str:
+    """A job on the default model with this safety policy (`api`: a client with the org's key)."""
+    reply = api.post("/v1/fine_tuning/jobs", json={
+        "model": "smollm2-135m-instruct", "training_file": file_id, "safety": {"policy": policy}})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["id"]
+
+
 def wait_for(predicate, timeout: float = 60, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,19 +5,12 @@ an unprotected run that finishes later still appears; never another organization
 from __future__ import annotations
 
 import httpx
-from servicekit import GOOD_JSONL, make_org, wait_for
+from servicekit import GOOD_JSONL, create_job, make_org, wait_for
 
 
 def _upload(api: httpx.Client) -> str:
     return api.post("/v1/files", files={"file": ("t.jsonl", GOOD_JSONL)},
                     data={"purpose": "fine-tune"}).json()["id"]
-
-
-def _job(api: httpx.Client, file_id: str, policy: str) -> str:
-    reply = api.post("/v1/fine_tuning/jobs", json={
-        "model": "smollm2-135m-instruct", "training_file": file_id, "safety": {"policy": policy}})
-    assert reply.status_code == 200, reply.text
-    return reply.json()["id"]
 
 
 def _done(api: httpx.Client, job_id: str) -> None:
@@ -33,14 +26,14 @@ def test_comparison_shows_base_unprotected_and_hardened_of_the_same_org(fresh_st
     theirs = httpx.Client(base_url=url, headers=stranger.headers, timeout=30)
     file_id = _upload(api)
 
-    hardened = _job(api, file_id, "during")
+    hardened = create_job(api, file_id, "during")
     _done(api, hardened)
     alone = api.get(f"/v1/fine_tuning/jobs/{hardened}/safety_comparison").json()
     assert alone["unprotected_job"] is None and list(alone["series"]) == ["base", "hardened"]
 
     # another organization's unprotected run of its own copy of the file is not "the" baseline
-    _done(theirs, _job(theirs, _upload(theirs), "none"))
-    unprotected = _job(api, file_id, "none")  # finishes after the hardened job
+    _done(theirs, create_job(theirs, _upload(theirs), "none"))
+    unprotected = create_job(api, file_id, "none")  # finishes after the hardened job
     _done(api, unprotected)
     reply = api.get(f"/v1/fine_tuning/jobs/{hardened}/safety_comparison")
     assert reply.status_code == 200, reply.text

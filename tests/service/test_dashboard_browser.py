@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
-from servicekit import GOOD_JSONL, make_org, screenshot, sign_in, wait_for
+from servicekit import GOOD_JSONL, create_job, make_org, screenshot, sign_in, wait_for
 
 SLOW = {"FAKE_STEPS": "24", "FAKE_STEP_S": "0.4", "FAKE_CKPT_EVERY": "4"}
 
@@ -34,13 +34,6 @@ def _read(browser, element_id: str, attribute: str | None = None) -> str | None:
         return None
 
 
-def _job(api: httpx.Client, file_id: str, policy: str) -> str:
-    reply = api.post("/v1/fine_tuning/jobs", json={
-        "model": "smollm2-135m-instruct", "training_file": file_id, "safety": {"policy": policy}})
-    assert reply.status_code == 200, reply.text
-    return reply.json()["id"]
-
-
 def _status(api: httpx.Client, job_id: str) -> str:
     return api.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"]
 
@@ -55,8 +48,8 @@ def test_a_reviewer_follows_a_job_and_handles_its_adapter(fresh_stack, browser, 
     api = httpx.Client(base_url=url, headers=org.headers, timeout=30)
     file_id = api.post("/v1/files", files={"file": ("t.jsonl", GOOD_JSONL)},
                        data={"purpose": "fine-tune"}).json()["id"]
-    unprotected = _job(api, file_id, "none")
-    hardened = _job(api, file_id, "during")
+    unprotected = create_job(api, file_id, "none")
+    hardened = create_job(api, file_id, "during")
     theirs = httpx.post(f"{url}/v1/files", headers=stranger.headers, data={"purpose": "fine-tune"},
                         files={"file": ("s.jsonl", GOOD_JSONL)}).json()["id"]
 
@@ -151,7 +144,7 @@ def test_a_reviewer_follows_a_job_and_handles_its_adapter(fresh_stack, browser, 
     # state changes need this session's CSRF token and this origin
     other = api.post("/v1/files", files={"file": ("u.jsonl", GOOD_JSONL)},
                      data={"purpose": "fine-tune"}).json()["id"]
-    victim = _job(api, other, "none")
+    victim = create_job(api, other, "none")
     assert session.post(f"/dashboard/jobs/{victim}/cancel").status_code == 403
     csrf = browser.find_element(By.CSS_SELECTOR, "form.logout input[name=csrf]").get_attribute(
         "value")
