@@ -17,7 +17,8 @@ fi
 extras=${BUCKLE_EXTRAS-test}
 stamp=.venv/.buckle-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-read -r have_hash have_extras < "$stamp" 2>/dev/null || true
+have_hash="" have_extras=""
+if [ -f "$stamp" ]; then read -r have_hash have_extras < "$stamp" || true; fi
 missing=0
 for e in ${extras//,/ }; do
   case ",${have_extras:-}," in *",$e,"*) ;; *) missing=1 ;; esac
