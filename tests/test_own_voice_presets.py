@@ -60,7 +60,14 @@ def test_a_part_with_a_shipped_key_is_installed_not_generated(tmp_path):
     from the shipped data. Asked again, it is the cached copy."""
     base = SimpleNamespace(name=QWEN, fingerprint=get_preset(QWEN).fingerprint)
     spec = OwnVoiceSpec(kind="responsible", **DEFAULT_RESPONSIBLE)
+    key, _ = part_key(base.fingerprint, spec)
+    stale = tmp_path / key / "chunks" / "00003.json"  # left by a build killed before its summary
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps([{"prompt": "p", "reply": "r", "finish_reason": "stop",
+                                  "refused": True, "declined": True, "harmful": False,
+                                  "kept": True, "note": "declined"}]))
     part = build_own_voice(base, spec, root=tmp_path)
+    assert not stale.exists()
     assert part.cached and part.summary["shipped"] is True
     assert len(part.conversations) == part.summary["kept"] == 83
     shipped = json.loads(shipped_parts()[part.key].joinpath("kept.json").read_text("utf-8"))

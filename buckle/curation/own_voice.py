@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -198,6 +199,7 @@ def install_shipped(key: str, path: Path) -> bool:
     if src is None:
         return False
     rows = [OwnVoiceRow(**r) for r in json.loads(src.joinpath("kept.json").read_text("utf-8"))]
+    shutil.rmtree(path / "chunks", ignore_errors=True)  # a killed build's chunks are not ours
     atomic_write_json(path / "manifest.json",
                       json.loads(src.joinpath("manifest.json").read_text("utf-8")))
     atomic_write_json(path / "chunks" / "00000.json", [vars(r) for r in rows])
