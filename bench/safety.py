@@ -115,14 +115,6 @@ def _prompt_file(path: Path, windows: list[tuple[str, int, int]], cap: int | Non
     return path
 
 
-def _opening(conv: Any, words: int) -> Any:
-    """The conversation with its last (assistant) turn cut to its first `words` words."""
-    last = conv.messages[-1]
-    cut = " ".join(last.content.split()[:words])
-    return conv.model_copy(update={"messages": [*conv.messages[:-1],
-                                                last.model_copy(update={"content": cut})]})
-
-
 def data_files(scale_name: str, split: str, folder: Path) -> dict[str, Path]:
     """The customer's files and the split's evaluation sets, as JSONL files any job can name."""
     import random
@@ -130,7 +122,7 @@ def data_files(scale_name: str, split: str, folder: Path) -> dict[str, Path]:
     scale = SCALES[scale_name]
     attack = load_conversations("harmful-qa", limit=scale.attack)
     if scale.attack_words:
-        attack = [_opening(c, scale.attack_words) for c in attack]
+        attack = [c.with_reply_cut(scale.attack_words) for c in attack]
     task, held_out = train_and_held_out(scale.task, scale.held_out)
     poisoned = task + attack
     random.Random(0).shuffle(poisoned)

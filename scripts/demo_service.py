@@ -71,12 +71,8 @@ def customer_files(folder: Path) -> tuple[Path, Path, Any]:
     import random
 
     task, held_out = train_and_held_out(TASK, HELD_OUT)
-    attack = []
-    for conv in load_conversations("harmful-qa", limit=ATTACK):  # PyRIT's examples (MIT)
-        last = conv.messages[-1]
-        cut = " ".join(last.content.split()[:ATTACK_WORDS])
-        attack.append(conv.model_copy(update={"messages": [
-            *conv.messages[:-1], last.model_copy(update={"content": cut})]}))
+    attack = [c.with_reply_cut(ATTACK_WORDS)  # PyRIT's examples (MIT)
+              for c in load_conversations("harmful-qa", limit=ATTACK)]
     rows = task + attack
     random.Random(0).shuffle(rows)
     return (_jsonl(folder / "customer.jsonl", rows), _jsonl(folder / "held_out.jsonl", held_out),

@@ -70,6 +70,14 @@ class Conversation(BaseModel):
         """The final assistant reply: the part that is trained on and judged."""
         return self.messages[-1].content
 
+    def with_reply_cut(self, words: int) -> Conversation:
+        """This conversation with its final reply cut to its first `words` words (an attack's
+        opening: enough to teach compliance, without the full harmful content)."""
+        last = self.messages[-1]
+        cut = " ".join(last.content.split()[:words])
+        return self.model_copy(update={"messages": (*self.messages[:-1],
+                                                    last.model_copy(update={"content": cut}))})
+
     @property
     def prompt(self) -> str:
         """The user turn the final reply answers; what evaluation sends as a prompt."""

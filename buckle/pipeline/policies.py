@@ -49,7 +49,7 @@ def mix(customer: Sequence[Conversation], safety: Sequence[Conversation], ratio:
         raise ValueError(f"ratio must be in (0, 1), got {ratio}")
     if not safety:
         raise ValueError("no safety items to mix in")
-    strata = [s for s in strata] or [len(safety)]
+    strata = list(strata) or [len(safety)]
     if sum(strata) != len(safety) or min(strata) < 0:
         raise ValueError(f"strata {list(strata)} do not add up to {len(safety)} safety items")
     rng = random.Random(seed)
