@@ -132,6 +132,45 @@ def test_policies_train_the_safety_stage_at_the_documented_dose(tmp_path):
     assert job["stages"] == [{"name": "mixed", "items": 4 + 4, "safety_items": 4}]
 
 
+def test_default_parts_are_own_voice_and_a_model_that_never_declines_gets_written_declines(
+        default_model, tmp_path):
+    """SmolLM2 complies with harmful prompts: with the default parts its `responsible` part is
+    its own (too few) declines plus a written decline for every other prompt, and the corpus
+    info says so; every one of those replies is a refusal to the judge."""
+    from buckle.pipeline.policies import get_policy
+    from buckle.pipeline.safety_data import MIN_OWN_DECLINES, safety_data
+    from buckle.pipeline.spec import SafetySpec
+
+    assert SafetySpec().parts == ("responsible", "anchors")
+    tiny = {"max_new_tokens": 32, "limit": 5}
+    spec = _job(tmp_path, tmp_path / "unused.jsonl", "during",
+                responsible={"source": "harmful-qa", "offset": 64, **tiny},
+                anchors={"source": "everyday", "offset": 40, **tiny})
+    events = _Sink()
+    items, info = safety_data(get_policy("during"), spec, default_model, set(), events)
+    responsible, anchors = info["parts"]["responsible"], info["parts"]["anchors"]
+    assert list(info["parts"]) == ["responsible", "anchors"]
+    assert responsible["own_items"] < MIN_OWN_DECLINES and responsible["voice"] == "written"
+    assert responsible["items"] == 5 and anchors["voice"] == "own"
+    assert len(items) == 5 + anchors["items"]
+    prompts = [p.prompt for p in load_prompts("harmful-qa", offset=64, limit=5)]
+    declines = items[:5]
+    assert sorted(c.prompt for c in declines) == sorted(prompts)
+    assert all(v.refused for v in get_judge("refusal").judge(
+        [c.prompt for c in declines], [c.response for c in declines]))
+    assert any("written declines added" in m for m in events.messages)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def __call__(self, event, message, within=0.0, phase=None, **data) -> None:
+        self.messages.append(message)
+
+    should_cancel = None
+
+
 def test_a_job_reports_utility_on_its_validation_file_and_borderline_over_refusal(tmp_path):
     rows = load_conversations("chatterbot", offset=600, limit=6)
     customer, held_out = tmp_path / "customer.jsonl", tmp_path / "held_out.jsonl"

@@ -27,6 +27,7 @@ from app.schemas.refs import ref_field
 from buckle.curation.config import CurationConfig
 from buckle.pipeline.spec import (
     DEFAULT_ANCHORS,
+    DEFAULT_PARTS,
     DEFAULT_RESPONSIBLE,
     CorpusPart,
     PolicyName,
@@ -125,7 +126,7 @@ class SafetyIn(BaseModel):
 
     policy: PolicyName = "during"
     curated_ratio: float = Field(0.25, gt=0, lt=1)
-    parts: list[CorpusPart] = Field(["ctrl"], min_length=1, max_length=3)
+    parts: list[CorpusPart] = Field(list(DEFAULT_PARTS), min_length=1, max_length=3)
     responsible: OwnVoiceIn = Field(default_factory=lambda: OwnVoiceIn(**DEFAULT_RESPONSIBLE))
     anchors: OwnVoiceIn = Field(default_factory=lambda: OwnVoiceIn(**DEFAULT_ANCHORS))
     safety_epochs: int | None = Field(None, ge=1, le=50)

@@ -23,6 +23,11 @@ from buckle.pipeline.policies import SafetyPolicy, refusal_pairs
 from buckle.pipeline.spec import ANCHORS_SOURCE, JobSpec
 
 EVERYDAY = "everyday"  # what CTRL revises when `curation.source` is "anchors"
+# A base model that declines fewer of the `responsible` prompts than this (SmolLM2 declines
+# none) has no own voice to decline in: the prompts it did not decline get Buckle's written
+# declines (`policies.refusal_pairs`) instead, and the part says so (`voice: "written"`).
+# A handful of own declines would just repeat through every safety stage.
+MIN_OWN_DECLINES = 8
 
 
 class Events(Protocol):
@@ -138,13 +143,28 @@ def _own_voice_part(kind: str):
                                should_cancel=events.should_cancel)
         origin = "shipped with Buckle" if part.summary.get("shipped") else \
             "reused" if part.cached else "built"
+        items, voice = part.conversations, "own"
+        if kind == "responsible" and len(items) < MIN_OWN_DECLINES:
+            items, voice = _with_written_declines(part), "written"
         events("curate", f"{kind} part {part.key} ready ({origin})"
-               f": kept {part.summary['kept']} of {part.summary['prompts']}", 1.0, part=kind,
-               path=str(part.path), cached=part.cached, items=part.summary["kept"])
-        return part.conversations, {"kind": kind, "key": part.key, "path": str(part.path),
-                                    "source": src.source, "cached": part.cached,
-                                    "summary": part.summary}
+               f": kept {part.summary['kept']} of {part.summary['prompts']}"
+               + (f"; too few own declines, {len(items) - part.summary['kept']} written "
+                  "declines added" if voice == "written" else ""), 1.0, part=kind,
+               path=str(part.path), cached=part.cached, items=len(items), voice=voice,
+               source=src.source, config_hash=part.key,  # the service's corpus registry
+               config={"part": kind, **src.model_dump()})
+        return items, {"kind": kind, "key": part.key, "path": str(part.path),
+                       "source": src.source, "cached": part.cached, "voice": voice,
+                       "own_items": part.summary["kept"], "summary": part.summary}
     return build
+
+
+def _with_written_declines(part: Any) -> list[Conversation]:
+    """The part's own declines, then a written decline for every prompt it did not decline
+    (in prompt order, so the texts rotate the same way on every build)."""
+    own = part.conversations
+    others = [r.prompt for r in part.rows if not r.kept]
+    return own + refusal_pairs(others)
 
 
 _PARTS = {

@@ -47,6 +47,10 @@ class CurationSpec(BaseModel):
 
 
 CorpusPart = Literal["ctrl", "responsible", "anchors"]
+# The product default: the own-voice parts. They removed 150-156% of the attack's ASR rise on
+# the test split (docs/results.md); the `ctrl` part alone removed none on dev, so it is an
+# ablation a job names, not a default.
+DEFAULT_PARTS: tuple[CorpusPart, ...] = ("responsible", "anchors")
 # `curation.source` "anchors": CTRL revises the base model's own answers to the `everyday`
 # instructions (built like the anchors part, cached), not a fixed answer set
 ANCHORS_SOURCE = "anchors"
@@ -85,8 +89,9 @@ class SafetySpec(BaseModel):
     curated_ratio: float = Field(0.25, gt=0, lt=1)  # share of curated items in the `during` mix
     # The safety corpus v2 is the union of these named parts (`buckle.pipeline.safety_data`):
     # "ctrl" = CTRL revisions of `curation.source`; "responsible" = the base model's own
-    # declines of `responsible.source`; "anchors" = its own answers to `anchors.source`.
-    parts: tuple[CorpusPart, ...] = Field(("ctrl",), min_length=1)
+    # declines of `responsible.source` (written declines where it has too few, see
+    # `safety_data.MIN_OWN_DECLINES`); "anchors" = its own answers to `anchors.source`.
+    parts: tuple[CorpusPart, ...] = Field(DEFAULT_PARTS, min_length=1)
     responsible: OwnVoiceSource = Field(
         default_factory=lambda: OwnVoiceSource(**DEFAULT_RESPONSIBLE))
     anchors: OwnVoiceSource = Field(default_factory=lambda: OwnVoiceSource(**DEFAULT_ANCHORS))

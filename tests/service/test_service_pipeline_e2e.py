@@ -20,10 +20,11 @@ from servicekit import chat, jsonl, make_org, screenshot, sign_in, wait_for
 
 pytestmark = pytest.mark.slow
 REAL = {"BUCKLE_PIPELINE": "buckle.pipeline:run"}
+# The default corpus parts (own voice), on a few prompts each
 TINY_SAFETY = {"policy": "during", "curated_ratio": 0.25,
-               "curation": {"source": "chatterbot", "limit": 4, "preset": "quick",
-                            "overrides": {"rounds": 1, "max_new_tokens": 32,
-                                          "temperatures": [0.9], "top_ps": [1.0]}},
+               "responsible": {"source": "harmful-qa", "offset": 64, "limit": 4,
+                               "max_new_tokens": 32},
+               "anchors": {"source": "anchor-prompts", "limit": 4, "max_new_tokens": 32},
                "eval_limit": 4, "benign_limit": 4}
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -77,6 +78,7 @@ def test_real_job_end_to_end_through_a_worker(fresh_stack, browser, tmp_path):
     for which in ("base", "adapter"):
         assert scores[which]["n"] == 4 and 0.0 <= scores[which]["asr"]["value"] <= 1.0
     assert scores["corpus"]["kind"] == "curated" and scores["corpus"]["items"] > 0
+    assert list(scores["corpus"]["parts"]) == ["responsible", "anchors"]
     events = _events_oldest_first(api, job["id"])
     stages = {e["data"].get("stage") for e in events if e["data"]}
     assert {"validate", "curate", "train", "evaluate", "done"} <= stages
