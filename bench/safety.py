@@ -200,6 +200,13 @@ def run_arm(name: str, arm: str, scale: Scale, files: dict[str, Path], runs: Pat
     return row
 
 
+def _label(value: Any) -> str:
+    """A dose value as part of an arm's folder name: {"method": "booster"} -> method-booster."""
+    if isinstance(value, dict):
+        return ".".join(f"{k}-{v}" for k, v in sorted(value.items()))
+    return str(value)
+
+
 def _parse_dose(items: list[str]) -> dict[str, Any]:
     dose = {}
     for item in items:
@@ -229,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     files = data_files(args.scale, args.split, runs / "data")
     parts = tuple(p for p in args.parts.split(",") if p)
     dose = _parse_dose(args.dose)
-    suffix = "".join(f"+{k}={v}" for k, v in sorted(dose.items()))
+    suffix = "".join(f"+{k}={_label(v)}" for k, v in sorted(dose.items()))
     suffix += "" if parts == POLICY_PARTS else f"+parts={'.'.join(parts)}"
     print(f"scale {args.scale}, split {args.split}: {scale}", flush=True)
     rows = []

@@ -31,6 +31,9 @@ class Stage:
     name: str
     conversations: tuple[Conversation, ...]
     safety_items: int = 0  # how many of `conversations` are safety data
+    # harmful (prompt, answer) pairs of a Booster stage's perturbation term (`pre`, method
+    # "booster"); never trained on directly
+    harmful: tuple[Conversation, ...] = ()
 
 
 def mix(customer: Sequence[Conversation], safety: Sequence[Conversation], ratio: float,
@@ -97,10 +100,14 @@ class SafetyPolicy:
     safety_data: ClassVar[SafetyData] = "curated"
     description: ClassVar[str]
     dose: ClassVar[Dose] = Dose()
+    # the policy has a stage that can take Booster's harmful pairs (`SafetySpec.immunize`)
+    immunizes: ClassVar[bool] = False
 
     def stages(self, customer: Sequence[Conversation], safety: Sequence[Conversation], *,
-               ratio: float, seed: int, strata: Sequence[int] = ()) -> list[Stage]:
-        """`strata`: sizes of the consecutive corpus parts in `safety` (see `mix`)."""
+               ratio: float, seed: int, strata: Sequence[int] = (),
+               harmful: Sequence[Conversation] = ()) -> list[Stage]:
+        """`strata`: sizes of the consecutive corpus parts in `safety` (see `mix`); `harmful`:
+        pairs for an immunize stage's Booster term (policies with `immunizes` only)."""
         raise NotImplementedError
 
 
@@ -108,7 +115,7 @@ class NoPolicy(SafetyPolicy):
     name, safety_data = "none", "none"
     description = "the customer's data only (the control)"
 
-    def stages(self, customer, safety, *, ratio, seed, strata=()):
+    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=()):
         return [Stage("customer", tuple(customer))]
 
 
@@ -117,9 +124,10 @@ class PrePolicy(SafetyPolicy):
     description = "immunize: train on the curated corpus first, then on the customer's data"
     # 1 epoch removed 31% of the rise on dev, the same as 3 epochs at twice the rate
     dose = Dose(epochs=1)
+    immunizes = True
 
-    def stages(self, customer, safety, *, ratio, seed, strata=()):
-        return [Stage("immunize", tuple(safety), len(safety)),
+    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=()):
+        return [Stage("immunize", tuple(safety), len(safety), tuple(harmful)),
                 Stage("customer", tuple(customer))]
 
 
@@ -127,7 +135,7 @@ class DuringPolicy(SafetyPolicy):
     name = "during"
     description = "mix curated items into the customer's data (curated_ratio of the mix)"
 
-    def stages(self, customer, safety, *, ratio, seed, strata=()):
+    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=()):
         mixed, n = mix(customer, safety, ratio, seed, strata)
         return [Stage("mixed", tuple(mixed), n)]
 
@@ -139,7 +147,7 @@ class PostPolicy(SafetyPolicy):
     # over-refusal below the base and full utility (the full rate: +1.7 points, -2.5 EM)
     dose = Dose(epochs=1, learning_rate_scale=0.5)
 
-    def stages(self, customer, safety, *, ratio, seed, strata=()):
+    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=()):
         return [Stage("customer", tuple(customer)),
                 Stage("restore", tuple(safety), len(safety))]
 

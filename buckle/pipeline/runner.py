@@ -32,7 +32,7 @@ from buckle.evaluation.weights import judges_fingerprint
 from buckle.models import load_model
 from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy
 from buckle.pipeline.release import base_model_card, make_portable, public_report, scrub_paths
-from buckle.pipeline.safety_data import safety_data
+from buckle.pipeline.safety_data import harmful_pairs, safety_data
 from buckle.pipeline.spec import (
     CancelCheck,
     JobCancelled,
@@ -46,7 +46,7 @@ from buckle.pipeline.spec import (
     Stage as EventStage,
 )
 from buckle.settings import buckle_home
-from buckle.training import TrainingConfig, TrainProgress, train_lora
+from buckle.training import BoosterConfig, TrainingConfig, TrainProgress, train_lora
 
 # Share of the job's progress bar each phase owns (curation and training dominate on CPU).
 _SPAN = {"validate": (0.0, 0.02), "curate": (0.02, 0.30), "train": (0.30, 0.85),
@@ -102,13 +102,18 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
 
     safety, corpus_info = safety_data(policy, spec, base, held_out, events)
     strata = [p["items"] for p in (corpus_info.get("parts") or {}).values()]
+    booster = spec.safety.immunize.method == "booster" and policy.immunizes
+    harmful = harmful_pairs(spec, held_out) if booster else []
     stages = policy.stages(customer, safety, ratio=spec.safety.curated_ratio, seed=spec.seed,
-                           strata=strata)
+                           strata=strata, harmful=harmful)
     train_config = TrainingConfig(n_epochs=hp.n_epochs, batch_size=hp.batch_size,
                                   learning_rate=hp.learning_rate, lora_r=hp.lora_r,
                                   lora_alpha=hp.lora_alpha, max_seq_len=hp.max_seq_len,
                                   seed=spec.seed, checkpoint_every=spec.checkpoint_every)
     safety_config = safety_stage_config(train_config, policy, spec.safety)
+    if booster:
+        safety_config = safety_config.model_copy(update={"booster": BoosterConfig(
+            weight=spec.safety.immunize.weight, step=spec.safety.immunize.step)})
     trainer = _StageTrainer(base, train_config, work / "train", events, safety_config)
     adapter = trainer.run_all(stages)
     events.check("after training")
@@ -139,7 +144,8 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                       "corpus": corpus_info, "utility": utility,
                       "dose": {"curated_ratio": spec.safety.curated_ratio,
                                "safety_epochs": safety_config.n_epochs,
-                               "safety_learning_rate": safety_config.learning_rate},
+                               "safety_learning_rate": safety_config.learning_rate,
+                               "immunize": spec.safety.immunize.method if booster else None},
                       "base_report": str(base_report_path) if base_report_path else None}
     events("done", "job finished", 1.0, adapter_dir=str(out))
     return JobResult(adapter_dir=str(out), adapter_sha256=sha,
@@ -201,8 +207,10 @@ class _StageTrainer:
         try:
             config = (self.safety_config if stage.safety_items == len(stage.conversations) > 0
                       else self.config)
+            if not stage.harmful:  # Booster's term runs only where its pairs are
+                config = config.model_copy(update={"booster": None})
             result = train_lora(self.base, stage.conversations, config, out,
-                                init_adapter=init, progress=progress,
+                                init_adapter=init, harmful=stage.harmful, progress=progress,
                                 should_cancel=self.events.should_cancel,
                                 on_checkpoint=on_checkpoint)
         except Cancelled as exc:

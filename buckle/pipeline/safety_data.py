@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from buckle.curation import CurationConfig, curate_source
 from buckle.curation.own_voice import OwnVoiceSpec, build_own_voice
 from buckle.data.records import Conversation
-from buckle.data.sources import load_prompts
+from buckle.data.sources import load_conversations, load_prompts
 from buckle.data.validation import load_conversations_jsonl
 from buckle.pipeline.policies import SafetyPolicy, refusal_pairs
 from buckle.pipeline.spec import ANCHORS_SOURCE, JobSpec
@@ -172,3 +172,16 @@ _PARTS = {
     "responsible": _own_voice_part("responsible"),
     "anchors": _own_voice_part("anchors"),
 }
+
+
+def harmful_pairs(spec: JobSpec, held_out: set[str]) -> list[Conversation]:
+    """Booster's harmful (prompt, answer) pairs (`SafetySpec.immunize`), answers cut to their
+    first `reply_words` words, evaluation prompts removed. Never trained on directly."""
+    im = spec.safety.immunize
+    rows = load_conversations(im.harmful_source, offset=im.harmful_offset,
+                              limit=im.harmful_limit)
+    pairs = [c.with_reply_cut(im.reply_words) for c in rows if c.prompt.strip() not in held_out]
+    if not pairs:
+        raise ValueError(f"immunize: no harmful pairs left in {im.harmful_source} after "
+                         "removing evaluation prompts")
+    return pairs

@@ -80,6 +80,24 @@ class OwnVoiceSource(BaseModel):
     max_new_tokens: int = Field(160, ge=16, le=1024)
 
 
+class ImmunizeSpec(BaseModel):
+    """`pre`'s immunize objective. "sft": train on the safety corpus. "booster": add Booster's
+    harmful-perturbation term (`buckle.training.booster`) over harmful (prompt, answer) pairs
+    of `harmful_source` (answers cut to their first `reply_words` words, as the experiments'
+    attack data), so the customer's later steps on harmful data undo less of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["sft", "booster"] = "sft"
+    # harmful-qa past the experiments' attack rows (0-31); the same prompts as `responsible`
+    harmful_source: str = "harmful-qa"
+    harmful_offset: int = Field(64, ge=0)
+    harmful_limit: int = Field(200, ge=1)
+    reply_words: int = Field(48, ge=1, le=2000)
+    weight: float = Field(5.0, gt=0, le=100)  # Booster's lambda
+    step: float = Field(0.1, gt=0, le=10)  # Booster's alpha
+
+
 class SafetySpec(BaseModel):
     """Buckle's extension of a fine-tuning job: where and how curated data is applied."""
 
@@ -99,6 +117,7 @@ class SafetySpec(BaseModel):
     # None = the customer's n_epochs / learning_rate.
     safety_epochs: int | None = Field(None, ge=1, le=50)
     safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
+    immunize: ImmunizeSpec = Field(default_factory=ImmunizeSpec)
     curation: CurationSpec = Field(default_factory=CurationSpec)
 
     _distinct_parts = field_validator("parts")(classmethod(

@@ -6,7 +6,7 @@
     # result.adapter_dir loads with peft.PeftModel.from_pretrained or load_model(adapter=...)
 """
 
-from buckle.training.config import TrainingConfig
+from buckle.training.config import BoosterConfig, TrainingConfig
 from buckle.training.data import (
     TokenizedConversation,
     encode_conversation,
@@ -24,8 +24,8 @@ from buckle.training.trainer import (
 )
 
 __all__ = [
-    "AdapterMismatchError", "CancelCheck", "ProgressCallback", "RunMismatchError",
-    "TokenizedConversation", "TrainProgress", "TrainResult", "TrainingCancelled",
-    "TrainingConfig", "encode_conversation", "epoch_batches", "run_fingerprint",
-    "tokenize_conversations", "train_lora",
+    "AdapterMismatchError", "BoosterConfig", "CancelCheck", "ProgressCallback",
+    "RunMismatchError", "TokenizedConversation", "TrainProgress", "TrainResult",
+    "TrainingCancelled", "TrainingConfig", "encode_conversation", "epoch_batches",
+    "run_fingerprint", "tokenize_conversations", "train_lora",
 ]

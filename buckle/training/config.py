@@ -27,6 +27,24 @@ CPU_PASS_TOKENS, ACCELERATOR_PASS_TOKENS = 1024, 8192
 OPERATIONAL_FIELDS = frozenset({"checkpoint_every", "keep_checkpoints", "micro_batch_tokens"})
 
 
+class BoosterConfig(BaseModel):
+    """Booster's harmful-perturbation term (Huang et al., 2024, "Booster: Tackling Harmful
+    Fine-tuning for Large Language Models via Attenuating Harmful Perturbation").
+
+    Each step adds weight x (h(w) - h(w - step x grad h / |grad h|)) to the loss, h being the
+    loss on a batch of harmful (prompt, harmful answer) pairs: the adapter is pushed to where
+    one normalised step of harmful fine-tuning lowers h as little as possible, so the
+    customer's later steps on harmful data undo less of the alignment. Costs two more passes
+    (harmful batch at w and at the perturbed w) per step. Defaults: the paper's lambda and
+    alpha.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    weight: float = Field(5.0, gt=0, le=100)  # lambda
+    step: float = Field(0.1, gt=0, le=10)  # alpha, the normalised perturbation size
+
+
 class TrainingConfig(BaseModel):
     """Hyperparameters of one LoRA SFT run.
 
@@ -58,6 +76,8 @@ class TrainingConfig(BaseModel):
         checkpoint_every: write a resumable checkpoint every N optimizer steps (0 = never; a
             cancelled run still writes one).
         keep_checkpoints: how many of the newest checkpoints to keep.
+        booster: add Booster's harmful-perturbation term (`BoosterConfig`); the run then needs
+            harmful pairs (`train_lora(harmful=...)`). None: plain SFT.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -79,6 +99,7 @@ class TrainingConfig(BaseModel):
     seed: int = 0
     checkpoint_every: int = Field(50, ge=0)
     keep_checkpoints: int = Field(2, ge=1)
+    booster: BoosterConfig | None = None
 
     @field_validator("lora_target_modules")
     @classmethod

@@ -35,6 +35,7 @@ from buckle.data.records import Conversation
 from buckle.generation.engine import stop_token_ids
 from buckle.models.device import cpu_has_native_bf16
 from buckle.models.hub import LoadedModel
+from buckle.training.booster import add_perturbation_gradient, harmful_batch
 from buckle.training.checkpoint import (
     ADAPTER,
     TrainerState,
@@ -96,7 +97,8 @@ class TrainResult:
 
 
 def run_fingerprint(base: LoadedModel, conversations: Sequence[Conversation],
-                    config: TrainingConfig, init_adapter: Path | None) -> str:
+                    config: TrainingConfig, init_adapter: Path | None,
+                    harmful: Sequence[Conversation] = ()) -> str:
     """sha256 over everything that decides the trained weights."""
     h = hashlib.sha256()
     h.update(f"config:{config.config_hash()}\nbase:{base.fingerprint}\n".encode())
@@ -104,6 +106,10 @@ def run_fingerprint(base: LoadedModel, conversations: Sequence[Conversation],
         h.update(conversation.to_json().encode("utf-8") if isinstance(conversation, Conversation)
                  else repr(conversation).encode())
         h.update(b"\n")
+    if harmful:  # Booster's harmful pairs (absent from plain runs' fingerprints)
+        h.update(b"harmful:")
+        for conversation in harmful:
+            h.update(conversation.to_json().encode("utf-8") + b"\n")
     if init_adapter is not None:
         weights = Path(init_adapter) / ADAPTER_WEIGHTS
         h.update(b"init:" + (hashlib.sha256(weights.read_bytes()).digest()
@@ -118,6 +124,7 @@ def train_lora(
     out_dir: str | Path,
     *,
     init_adapter: str | Path | None = None,
+    harmful: Sequence[Conversation] = (),
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     on_checkpoint: CheckpointCallback | None = None,
@@ -126,7 +133,9 @@ def train_lora(
 
     Re-running with the same arguments returns the finished adapter without training, or resumes
     from the newest checkpoint in `out_dir`. `init_adapter` continues from an existing adapter
-    (same rank/alpha/modules) instead of a fresh LoRA initialisation. `base` is used in place
+    (same rank/alpha/modules) instead of a fresh LoRA initialisation. `harmful`: the (prompt,
+    harmful answer) pairs of `config.booster`'s perturbation term (required with it, refused
+    without it). `base` is used in place
     and restored afterwards: no LoRA stays in it and nothing is merged. Raises
     `TrainingCancelled` when `should_cancel()` turns true (checked before every step),
     `DatasetFormatError` for conversations that cannot be trained on (all listed at once),
@@ -140,7 +149,9 @@ def train_lora(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     init = Path(init_adapter) if init_adapter is not None else None
-    fingerprint = run_fingerprint(base, conversations, config, init)
+    if bool(harmful) != (config.booster is not None):
+        raise ValueError("harmful pairs go with config.booster, and config.booster needs them")
+    fingerprint = run_fingerprint(base, conversations, config, init, harmful)
     with FileLock(str(out / ".lock")):  # one trainer per directory; released if killed
         remove_partial_writes(out)
         finished = read_final_result(out)
@@ -155,11 +166,14 @@ def train_lora(
         if resume is not None:
             _check_fingerprint(out, read_trainer_state(resume).fingerprint, fingerprint)
         examples = tokenize_conversations(base.tokenizer, conversations, config.max_seq_len)
+        harmful_examples = (tokenize_conversations(base.tokenizer, harmful, config.max_seq_len)
+                            if harmful else [])
         devices = [base.device.index or 0] if base.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the caller's RNG streams stay untouched
             torch.manual_seed(config.seed)
             with attached_lora(base.model, config) as model:
                 return _fit(model, examples, config, out, fingerprint, init=init, resume=resume,
+                            harmful=harmful_examples,
                             device=base.device, pad_id=_pad_id(base.tokenizer),
                             progress=progress, should_cancel=should_cancel,
                             on_checkpoint=on_checkpoint or (lambda *_: None))
@@ -187,8 +201,8 @@ def autocast_dtype(config: TrainingConfig, device: torch.device) -> torch.dtype 
 
 
 def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConfig, out: Path,
-         fingerprint: str, *, init: Path | None, resume: Path | None, device: torch.device,
-         pad_id: int, progress: ProgressCallback | None,
+         fingerprint: str, *, init: Path | None, resume: Path | None,
+         harmful: list[TokenizedConversation], device: torch.device, pad_id: int, progress: ProgressCallback | None,
          should_cancel: CancelCheck | None, on_checkpoint: CheckpointCallback) -> TrainResult:
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     total = steps_per_epoch * config.n_epochs
@@ -227,7 +241,11 @@ def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConf
             raise TrainingCancelled(state.step, total, last_saved)
         rows = [examples[i] for i in batches_of_epoch(state.epoch)[state.batch_in_epoch]]
         passes = micro_batches(rows, pad_id, config.tokens_per_pass(device.type))
-        loss = _optimizer_step(model, passes, params, optimizer, scheduler, config, device, amp)
+        harmful_passes = micro_batches(
+            harmful_batch(harmful, config.batch_size, config.seed, state.step), pad_id,
+            config.tokens_per_pass(device.type)) if harmful else []
+        loss = _optimizer_step(model, passes, params, optimizer, scheduler, config, device, amp,
+                               harmful_passes)
         _record(state, loss, passes)
         if progress is not None:
             progress(clock.report(state, loss, sum(p.useful_tokens for p in passes), config))
@@ -275,12 +293,32 @@ class _Clock:
 
 def _optimizer_step(model: Any, passes: list[MicroBatch], params: list[torch.Tensor],
                     optimizer: torch.optim.Optimizer, scheduler: Any, config: TrainingConfig,
-                    device: torch.device, amp: torch.dtype | None) -> float:
-    """Accumulate gradients over the micro-batches, then clip and step; returns the step's loss.
+                    device: torch.device, amp: torch.dtype | None,
+                    harmful_passes: list[MicroBatch] = ()) -> float:
+    """Accumulate gradients over the micro-batches, then clip and step; returns the step's loss
+    (the alignment loss; Booster's term, when on, adds to the gradient only)."""
 
-    Each pass adds sum(token NLL) / (assistant tokens in the whole step), so the gradient is
-    the per-token mean over the step however it was split, and long replies weigh per token,
-    not per conversation (torchtune's normalisation).
+    def accumulate(batches: list[MicroBatch]) -> float:
+        return _accumulate(model, batches, device, amp)
+
+    total = accumulate(passes)
+    if harmful_passes and config.booster is not None:
+        add_perturbation_gradient(params, list(harmful_passes), accumulate, config.booster)
+    if config.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def _accumulate(model: Any, passes: list[MicroBatch], device: torch.device,
+                amp: torch.dtype | None) -> float:
+    """Add the gradient of the per-token mean loss over `passes`; return that loss.
+
+    Each pass adds sum(token NLL) / (assistant tokens in all passes), so the gradient is the
+    per-token mean however the step was split, and long replies weigh per token, not per
+    conversation (torchtune's normalisation).
     """
     n_targets = sum(p.n_targets for p in passes)
     total = 0.0
@@ -289,11 +327,6 @@ def _optimizer_step(model: Any, passes: list[MicroBatch], params: list[torch.Ten
             loss = summed_token_nll(model, batch, device) / n_targets
         loss.backward()
         total += float(loss.detach())
-    if config.max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
     return total
 
 

@@ -1,0 +1,65 @@
+"""Booster's harmful-perturbation term, added to a step's gradient (`BoosterConfig`).
+
+Why: an adapter immunized by plain SFT on safety data (`pre`) is overwritten by the customer's
+first few dozen steps on harmful data (docs/results.md: 31% of the attack's rise removed,
+whatever the dose). Booster (Huang et al., 2024) minimises, next to the alignment loss f,
+lambda x (h(w) - h(w~)) with w~ = w - alpha x grad h(w) / |grad h(w)|: how much one normalised
+step of harmful fine-tuning would lower the harmful loss h. Its gradient, to first order as in
+the paper, is lambda x (grad h(w) - grad h(w~)).
+
+The harmful batch of step s is a pure function of (seed, s), so a resumed run repeats the
+uninterrupted one's arithmetic like the rest of the trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from buckle.training.config import BoosterConfig
+from buckle.training.data import MicroBatch, TokenizedConversation, epoch_batches
+
+Accumulate = Callable[[list[MicroBatch]], float]  # adds grad of the mean token loss; returns it
+
+
+def harmful_batch(harmful: Sequence[TokenizedConversation], batch_size: int, seed: int,
+                  step: int) -> list[TokenizedConversation]:
+    """Step `step`'s harmful rows: the harmful set's own length-bucketed epochs, cycled."""
+    lengths = [len(e) for e in harmful]
+    per_epoch = epoch_batches(lengths, batch_size, seed + 1, 0)
+    n = len(per_epoch)
+    batches = epoch_batches(lengths, batch_size, seed + 1, step // n)
+    return [harmful[i] for i in batches[step % n]]
+
+
+def add_perturbation_gradient(params: list[torch.Tensor], harmful_passes: list[MicroBatch],
+                              accumulate: Accumulate, config: BoosterConfig) -> tuple[float, float]:
+    """On top of the gradients already in `params` (the alignment loss's), add
+    lambda x (grad h(w) - grad h(w~)). Returns (h(w), h(w~)); the weights are left as found."""
+    aligned = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+               for p in params]
+    _zero(params)
+    h = accumulate(harmful_passes)
+    at_w = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+            for p in params]
+    norm = torch.sqrt(sum((g.float() ** 2).sum() for g in at_w)).item()
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        if norm > 0:
+            for p, g in zip(params, at_w, strict=True):
+                p.sub_(g, alpha=config.step / norm)
+    _zero(params)
+    h_perturbed = accumulate(harmful_passes)
+    with torch.no_grad():
+        for p, kept in zip(params, saved, strict=True):
+            p.copy_(kept)
+        for p, a, g in zip(params, aligned, at_w, strict=True):
+            tilde = p.grad if p.grad is not None else torch.zeros_like(p)
+            p.grad = a + config.weight * (g - tilde)
+    return h, h_perturbed
+
+
+def _zero(params: list[torch.Tensor]) -> None:
+    for p in params:
+        p.grad = None
