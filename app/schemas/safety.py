@@ -119,6 +119,24 @@ class OwnVoiceIn(BaseModel):
     max_new_tokens: int = Field(160, ge=16, le=MAX_NEW_TOKENS)
 
 
+class ImmunizeIn(BaseModel):
+    """`pre`'s immunize objective (`SafetySpec.immunize`; docs/corpus.md)."""
+
+    model_config = STRICT
+
+    method: Literal["sft", "booster"] = Field(
+        "sft", description="`booster` adds Booster's harmful-perturbation term to the "
+        "immunize stage (three passes per step instead of one).")
+    harmful_source: str = ref_field(
+        "conversations", "harmful-qa", description="Harmful (prompt, answer) pairs of the "
+        "`booster` term; never trained on directly.")
+    harmful_offset: int = Field(64, ge=0, le=MAX_OFFSET)
+    harmful_limit: int = Field(200, ge=1, le=MAX_CURATION_ITEMS)
+    reply_words: int = Field(48, ge=1, le=2000)
+    weight: float = Field(5.0, gt=0, le=100)
+    step: float = Field(0.1, gt=0, le=10)
+
+
 class SafetyIn(BaseModel):
     """Where and how curated safety data is applied (see `SafetySpec` for the semantics)."""
 
@@ -131,6 +149,7 @@ class SafetyIn(BaseModel):
     anchors: OwnVoiceIn = Field(default_factory=lambda: OwnVoiceIn(**DEFAULT_ANCHORS))
     safety_epochs: int | None = Field(None, ge=1, le=50)
     safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
+    immunize: ImmunizeIn = Field(default_factory=ImmunizeIn)
 
     _distinct_parts = field_validator("parts")(classmethod(
         lambda cls, value: distinct_parts(value)))
