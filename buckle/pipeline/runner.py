@@ -111,10 +111,10 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                                   lora_alpha=hp.lora_alpha, max_seq_len=hp.max_seq_len,
                                   seed=spec.seed, checkpoint_every=spec.checkpoint_every)
     safety_config = safety_stage_config(train_config, policy, spec.safety)
-    if booster:
-        safety_config = safety_config.model_copy(update={"booster": BoosterConfig(
-            weight=spec.safety.immunize.weight, step=spec.safety.immunize.step)})
-    trainer = _StageTrainer(base, train_config, work / "train", events, safety_config)
+    booster_config = BoosterConfig(weight=spec.safety.immunize.weight,
+                                   step=spec.safety.immunize.step) if booster else None
+    trainer = _StageTrainer(base, train_config, work / "train", events, safety_config,
+                            booster_config)
     adapter = trainer.run_all(stages)
     events.check("after training")
 
@@ -159,10 +159,12 @@ class _StageTrainer:
     """Runs stages in order on one adapter; each stage has its own resumable directory."""
 
     def __init__(self, base: Any, config: TrainingConfig, root: Path, events: _Events,
-                 safety_config: TrainingConfig | None = None) -> None:
+                 safety_config: TrainingConfig | None = None,
+                 booster: BoosterConfig | None = None) -> None:
         self.base, self.config, self.root, self.events = base, config, root, events
         # a stage of safety data only (immunize, restore) trains at the job's safety dose
         self.safety_config = safety_config or config
+        self.booster = booster  # Booster's term, on the stages that carry harmful pairs
         self.trained_tokens = 0
         self.checkpoints: list[dict[str, Any]] = []
         self._planned = 0
@@ -207,8 +209,8 @@ class _StageTrainer:
         try:
             config = (self.safety_config if stage.safety_items == len(stage.conversations) > 0
                       else self.config)
-            if not stage.harmful:  # Booster's term runs only where its pairs are
-                config = config.model_copy(update={"booster": None})
+            if stage.harmful:  # Booster's term runs where its pairs are
+                config = config.model_copy(update={"booster": self.booster})
             result = train_lora(self.base, stage.conversations, config, out,
                                 init_adapter=init, harmful=stage.harmful, progress=progress,
                                 should_cancel=self.events.should_cancel,

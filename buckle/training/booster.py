@@ -13,6 +13,7 @@ uninterrupted one's arithmetic like the rest of the trainer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -27,8 +28,7 @@ def harmful_batch(harmful: Sequence[TokenizedConversation], batch_size: int, see
                   step: int) -> list[TokenizedConversation]:
     """Step `step`'s harmful rows: the harmful set's own length-bucketed epochs, cycled."""
     lengths = [len(e) for e in harmful]
-    per_epoch = epoch_batches(lengths, batch_size, seed + 1, 0)
-    n = len(per_epoch)
+    n = math.ceil(len(harmful) / batch_size)  # batches per epoch (`epoch_batches`' count)
     batches = epoch_batches(lengths, batch_size, seed + 1, step // n)
     return [harmful[i] for i in batches[step % n]]
 
