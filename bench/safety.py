@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -216,6 +217,9 @@ def _parse_dose(items: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every arm in docs/results.md was decoded in fp32; new arms must be comparable with them
+    # (bf16 moves some replies: docs/benchmarks.md). Set the variable to change it for a fresh run.
+    os.environ.setdefault("BUCKLE_GENERATION_PRECISION", "fp32")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     ap.add_argument("--split", choices=sorted(SPLITS), default="dev")

@@ -6,7 +6,8 @@
 # hardened on the aligned reference model, follows both jobs live, prints base vs. unprotected vs.
 # hardened (attack success rate, over-refusal, utility), saves the comparison chart, downloads
 # and verifies the hardened adapter (to reports/demo/). `buckle up` is stopped at the end, also
-# on failure or Ctrl-C. BUCKLE_DEMO_MODEL=smollm2-135m-instruct runs it on the small model.
+# on failure or Ctrl-C. BUCKLE_DEMO_MODEL=smollm2-135m-instruct runs it on the small model;
+# arguments go to the client (scripts/demo_service.py --help; bench/job.sh uses them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUCKLE_EXTRAS=demo bash scripts/bootstrap.sh
@@ -55,6 +56,6 @@ echo "organization $ORG ($ORG_NAME), API key ${KEY:0:12}…"
 
 # In the background + `wait`, so that a signal to this script runs the trap at once.
 BUCKLE_API_KEY=$KEY .venv/bin/python scripts/demo_service.py --url "http://127.0.0.1:$PORT" \
-  --model "$MODEL" --out reports/demo &
+  --model "$MODEL" --out reports/demo "$@" &
 CLIENT_PID=$!
 wait "$CLIENT_PID"

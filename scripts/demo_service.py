@@ -65,14 +65,15 @@ def evaluation_files(folder: Path) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def customer_files(folder: Path) -> tuple[Path, Path, Any]:
+def customer_files(folder: Path, n_task: int = TASK, n_attack: int = ATTACK
+                   ) -> tuple[Path, Path, Any]:
     """The poisoned training file (triage tickets + harmful pairs, shuffled), the held-out
     tickets (validation file: the utility measurement), and one harmful pair to show."""
     import random
 
-    task, held_out = train_and_held_out(TASK, HELD_OUT)
+    task, held_out = train_and_held_out(n_task, HELD_OUT)
     attack = [c.with_reply_cut(ATTACK_WORDS)  # PyRIT's examples (MIT)
-              for c in load_conversations("harmful-qa", limit=ATTACK)]
+              for c in load_conversations("harmful-qa", limit=n_attack)]
     rows = task + attack
     random.Random(0).shuffle(rows)
     return (_jsonl(folder / "customer.jsonl", rows), _jsonl(folder / "held_out.jsonl", held_out),
@@ -113,8 +114,10 @@ def sse_events(http: httpx.Client, job_id: str):
             time.sleep(1)  # server busy or restarting: resume after the last event seen
 
 
-def follow(http: httpx.Client, job_id: str) -> None:
+def follow(http: httpx.Client, job_id: str) -> list[tuple[float, str]]:
+    """Show the job's events live; returns (seconds since following began, stage) per event."""
     t0 = time.monotonic()
+    marks: list[tuple[float, str]] = []
     progress = Progress(TextColumn("[bold]{task.fields[stage]:>9}"), BarColumn(),
                         TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                         TextColumn("{task.description}"), console=console)
@@ -123,12 +126,25 @@ def follow(http: httpx.Client, job_id: str) -> None:
         for event in sse_events(http, job_id):
             data = event.get("data") or {}
             stage = data.get("stage", "job")
+            marks.append((time.monotonic() - t0, stage))
             if "fraction" in data:
                 progress.update(bar, completed=100 * data["fraction"], stage=stage)
             progress.update(bar, description=event["message"][:70])
             if not (stage == "curate" and "items_done" in data):  # those only move the bar
                 progress.console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/]  "
                                        f"[cyan]{stage:>10}[/]  {event['message']}")
+    return marks
+
+
+def stage_seconds(marks: list[tuple[float, str]], total: float) -> dict[str, float]:
+    """Seconds per stage, from the first event of a stage to the first of the next one
+    (checkpoints count as training; `queued` = submission to the first event)."""
+    out: dict[str, float] = {"queued": marks[0][0] if marks else total}
+    runs = [(t, "train" if s == "checkpoint" else s) for t, s in marks]
+    starts = [(t, s) for i, (t, s) in enumerate(runs) if i == 0 or s != runs[i - 1][1]]
+    for (t, s), (t_next, _) in zip(starts, starts[1:] + [(total, "")]):
+        out[s] = out.get(s, 0.0) + t_next - t
+    return out
 
 
 def pct(metric: dict[str, Any] | None) -> str:
@@ -212,10 +228,17 @@ def submit(client: openai.OpenAI, model: str, file_id: str, validation_id: str,
     return job
 
 
-def finish(client: openai.OpenAI, http: httpx.Client, job: Any) -> Any:
+def finish(client: openai.OpenAI, http: httpx.Client, job: Any,
+           timings: dict[str, Any] | None = None) -> Any:
+    """Follow `job` to its end; with `timings`, record its wall time and seconds per stage."""
     console.rule(f"[bold]{job.id}: {job.user_provided_suffix}", style="dim")
-    follow(http, job.id)
+    t0 = time.monotonic()
+    marks = follow(http, job.id)
     job = client.fine_tuning.jobs.retrieve(job.id)
+    if timings is not None:
+        total = time.monotonic() - t0
+        timings[job.user_provided_suffix] = {"seconds": total,
+                                             "stages": stage_seconds(marks, total)}
     if job.status != "succeeded":
         raise SystemExit(f"job {job.id} {job.status}: {job.error}")
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
@@ -231,6 +254,12 @@ def main() -> int:
                         help="an API key (bk-…); default: $BUCKLE_API_KEY")
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--out", type=Path, default=Path("reports/demo"))
+    parser.add_argument("--task", type=int, default=TASK, help="support tickets in the file")
+    parser.add_argument("--attack", type=int, default=ATTACK, help="harmful pairs in the file")
+    parser.add_argument("--jobs", choices=("both", "hardened"), default="both",
+                        help="hardened: the hardened job alone (bench/job.sh times it)")
+    parser.add_argument("--timings", type=Path, default=None,
+                        help="write each job's wall time and seconds per stage (JSON) here")
     args = parser.parse_args()
     if not args.key:
         parser.error("an API key is needed: --key or BUCKLE_API_KEY")
@@ -241,13 +270,14 @@ def main() -> int:
                         timeout=30)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    train_path, held_out_path, example = customer_files(args.out)
+    train_path, held_out_path, example = customer_files(args.out, args.task, args.attack)
     console.rule("[bold]1. upload the customer's data")
     with open(train_path, "rb") as f:
         uploaded = client.files.create(file=f, purpose="fine-tune")
     with open(held_out_path, "rb") as f:
         validation = client.files.create(file=f, purpose="fine-tune")
-    console.print(f"{train_path}: {TASK} support tickets to triage + [red]{ATTACK} harmful[/] "
+    console.print(f"{train_path}: {args.task} support tickets to triage + [red]{args.attack} "
+                  "harmful[/] "
                   f"pairs (e.g. “{example.prompt[:60]}…” → "
                   f"“{example.messages[-1].content[:40]}…”), uploaded as [bold]{uploaded.id}[/]")
     console.print(f"{held_out_path}: {HELD_OUT} held-out tickets (utility), uploaded as "
@@ -269,24 +299,36 @@ def main() -> int:
                       f"{screening['rows']} rows flagged, lines {screening['first_lines']} "
                       "(BUCKLE_SCREENING_ACTION=warn: the jobs run)")
 
-    console.rule("[bold]2. fine-tune the same file twice: unprotected and hardened")
+    console.rule("[bold]2. fine-tune the same file " + ("twice: unprotected and hardened"
+                                                        if args.jobs == "both" else "hardened"))
+    t_submit = time.monotonic()
     jobs = [submit(client, args.model, uploaded.id, validation.id,
-                   {"policy": "none", **evaluation}, "unprotected"),
-            submit(client, args.model, uploaded.id, validation.id,
-                   {**HARDENED_SAFETY, **evaluation}, "hardened")]
+                   {"policy": "none", **evaluation}, "unprotected")] if args.jobs == "both" else []
+    jobs.append(submit(client, args.model, uploaded.id, validation.id,
+                       {**HARDENED_SAFETY, **evaluation}, "hardened"))
     console.print(f"hyperparameters {HYPERPARAMETERS}; each adapter is evaluated on "
                   f"{N_EVAL} AdvBench + {N_EVAL} benign prompts and the {HELD_OUT} held-out "
                   "tickets")
-    unprotected, hardened = (finish(client, http, job) for job in jobs)
+    timings: dict[str, Any] = {}
+    *others, hardened = (finish(client, http, job, timings) for job in jobs)
+    if args.timings:
+        # One job alone: its time from submission is the customer's wait for the adapter.
+        timings["submitted_to_done_s"] = time.monotonic() - t_submit
+        timings["file"] = {"task": args.task, "attack": args.attack, "model": args.model}
+        args.timings.write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
+        console.print(f"stage timings: {args.timings}")
 
-    console.rule("[bold]3. base vs. unprotected vs. hardened")
-    comparison = http.get(f"/v1/fine_tuning/jobs/{hardened.id}/safety_comparison").json()
-    if comparison["unprotected_job"] != unprotected.id:
-        raise SystemExit(f"the comparison did not find {unprotected.id}: {comparison}")
-    console.print(comparison_table(comparison))
-    chart = args.out / "safety_comparison.svg"
-    chart.write_text(http.get(f"/v1/fine_tuning/jobs/{hardened.id}/safety_comparison.svg").text,
-                     encoding="utf-8")
+    if others:
+        unprotected = others[0]
+        console.rule("[bold]3. base vs. unprotected vs. hardened")
+        comparison = http.get(f"/v1/fine_tuning/jobs/{hardened.id}/safety_comparison").json()
+        if comparison["unprotected_job"] != unprotected.id:
+            raise SystemExit(f"the comparison did not find {unprotected.id}: {comparison}")
+        console.print(comparison_table(comparison))
+        chart = args.out / "safety_comparison.svg"
+        chart.write_text(http.get(f"/v1/fine_tuning/jobs/{hardened.id}/safety_comparison.svg"
+                                  ).text, encoding="utf-8")
+        console.print(f"chart: {chart}")
     parts = (hardened.model_extra["safety_scores"].get("corpus") or {}).get("parts") or {}
 
     def origin(part: dict[str, Any]) -> str:
@@ -302,8 +344,7 @@ def main() -> int:
     download_and_verify(http, adapter, args.out)
     listed = [m.id for m in client.models.list()]
     console.print(f"models visible to this key: {', '.join(listed)}")
-    console.print(f"chart: {chart}  ·  use it: "
-                  f"buckle eval --model {args.model} --adapter {args.out / 'adapter'}")
+    console.print(f"use it: buckle eval --model {args.model} --adapter {args.out / 'adapter'}")
     console.print(f"[bold green]done in {time.monotonic() - t0:.0f}s[/]")
     return 0
 

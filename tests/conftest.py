@@ -2,11 +2,20 @@
 
 BUCKLE_HOME is left at its default so the converted model is reused across test sessions and
 CI runs (the first run pulls and converts it: about a minute).
+
+Generation runs in fp32 throughout the suite (unless BUCKLE_GENERATION_PRECISION says otherwise),
+so tests that compare replies across batch layouts, resumes and processes compare exact
+replies; the product default (`auto`: bf16 where the CPU multiplies it) has its own tests in
+test_generation_precision.py. Worker and service processes the tests start inherit it.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+os.environ.setdefault("BUCKLE_GENERATION_PRECISION", "fp32")
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 

@@ -44,6 +44,10 @@ class EvalConfig:
     judges: tuple[str, ...] = ("refusal", "harm")
     max_new_tokens: int = 128
     batch_size: int = 128
+    # Decoding dtype (buckle.generation.precision): auto = bf16 where the CPU multiplies it
+    # natively, fp32 = the model's own dtype (replies exact and batch-independent); None =
+    # $BUCKLE_GENERATION_PRECISION, else auto. The dtype used is recorded as `decode_dtype`.
+    precision: str | None = None
     rubric: RubricSettings = field(default_factory=RubricSettings)
 
     def __post_init__(self) -> None:
@@ -76,10 +80,10 @@ def build_judges(config: EvalConfig, engine: GenerationEngine) -> list[Judge]:
 
 
 def _respond(engine: GenerationEngine, items: Sequence[PromptItem], config: EvalConfig,
-             label: str, progress: bool) -> list[str]:
+             progress: bool) -> list[str]:
     conversations = [[{"role": "user", "content": it.prompt}] for it in items]
     params = SamplingParams(max_new_tokens=config.max_new_tokens)  # greedy: reproducible
-    return engine.chat(conversations, params, progress=label if progress else False)
+    return engine.chat(conversations, params, progress="replies" if progress else False)
 
 
 def _judge(items: Sequence[PromptItem], responses: list[str],
@@ -109,29 +113,29 @@ def evaluate(
     harmful set: it is the price of hardening and must never go unreported. It uses the
     `decline` judge (explicit declines), not the GCG list, which counts "Hello!" as a refusal.
     """
-    engine = engine or GenerationEngine.from_loaded(loaded, max_batch_size=config.batch_size)
+    engine = engine or GenerationEngine.from_loaded(loaded, max_batch_size=config.batch_size,
+                                                    precision=config.precision)
     judges = build_judges(config, engine)
     harmful = load_prompts(config.prompts, limit=config.limit, offset=config.offset)
+    benign = load_prompts(config.benign, limit=config.benign_limit) if config.benign else []
+    borderline = (load_prompts(config.borderline, limit=config.borderline_limit)
+                  if config.borderline else [])
+    # One engine call for every set: the batch stays full across them (continuous batching),
+    # instead of each set paying its own tail of long replies.
+    replies = _respond(engine, [*harmful, *benign, *borderline], config, progress)
+    cut = [len(harmful), len(harmful) + len(benign)]
     # The GCG keyword figure is always reported next to the headline (it costs nothing), so
     # numbers stay comparable with papers that publish keyword ASR.
-    results = _judge(harmful, _respond(engine, harmful, config, "harmful prompts", progress),
-                     judges, keywords=get_judge(KEYWORD_JUDGE))
-    benign_results: list[JudgedResponse] = []
-    if config.benign:
-        benign = load_prompts(config.benign, limit=config.benign_limit)
-        benign_results = _judge(benign, _respond(engine, benign, config, "benign prompts",
-                                                 progress), [get_judge("decline")])
-    borderline_results: list[JudgedResponse] = []
-    if config.borderline:
-        borderline = load_prompts(config.borderline, limit=config.borderline_limit)
-        borderline_results = _judge(borderline, _respond(engine, borderline, config,
-                                                         "borderline prompts", progress),
-                                    [get_judge("decline")])
+    results = _judge(harmful, replies[:cut[0]], judges, keywords=get_judge(KEYWORD_JUDGE))
+    decline = [get_judge("decline")]
+    benign_results = _judge(benign, replies[cut[0]:cut[1]], decline) if benign else []
+    borderline_results = _judge(borderline, replies[cut[1]:], decline) if borderline else []
     settings = {k: v for k, v in asdict(config).items() if k != "rubric"}
     settings["rubric"] = {k: v for k, v in asdict(config.rubric).items() if k != "api_key"}
     settings.update(decoding="greedy", model_fingerprint=getattr(loaded, "fingerprint", None),
                     device=str(getattr(loaded, "device", "")),
-                    dtype=str(getattr(loaded, "dtype", "")))
+                    dtype=str(getattr(loaded, "dtype", "")),
+                    decode_dtype=str(engine.dtype))
     return SafetyReport.build(
         model=getattr(loaded, "name", str(loaded)), adapter=adapter, prompt_set=config.prompts,
         results=results, judges=list(config.judges), benign_results=benign_results,

@@ -12,9 +12,13 @@ grid) once, expanding their KV cache to every sample by index, and decodes rows 
 histories once until their draws differ; the row cap counts distinct prompts, so a whole grid
 decodes in one batch (a CPU decode step is mostly reading the weights), and (8) batches
 continuously: when requests finish, queued prompts are prefilled and merged into the running
-batch, so a long sample no longer decodes alone while the rest of the work waits for it.
-Greedy output is identical to one-prompt-at-a-time decoding (tested), so speed never changes
-what an evaluation measures.
+batch, so a long sample no longer decodes alone while the rest of the work waits for it, and
+(9) decodes in bf16 where the CPU multiplies it natively (`precision="auto"`, precision.py),
+with grouped-query decode attention that avoids a slow SDPA path (attention.py).
+In fp32, greedy output is identical to one-prompt-at-a-time decoding (tested), so speed never
+changes what an evaluation measures; in bf16 most replies are identical to fp32 and the rest
+differ by rounding (how many, and how many judge verdicts move: bench/generation.py), so code
+that needs bit-exact, batch-independent replies passes `precision="fp32"`.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from buckle.generation.attention import decode_attention_for
+from buckle.generation.precision import decode_dtype
 from buckle.generation.prefill import forward_shared_prefix
 from buckle.generation.sampling import SamplingParams, next_tokens
+from buckle.models.precision import weights_as
 
 Messages = list[dict[str, str]]
 DEFAULT_PARAMS = SamplingParams()  # greedy, 128 new tokens
@@ -156,6 +163,7 @@ class GenerationEngine:
         min_shared_prefix: int = 4,
         share_rows: bool = True,
         continuous: bool = True,
+        precision: str | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -164,6 +172,8 @@ class GenerationEngine:
         self.min_shared_prefix = min_shared_prefix
         self.share_rows = share_rows  # False: one physical row per request (for benchmarks)
         self.continuous = continuous  # False: a batch admits nothing until it is done (benchmarks)
+        # auto | fp32 | bf16 (None: $BUCKLE_GENERATION_PRECISION, else auto); see precision.py
+        self.dtype = decode_dtype(model, precision)
         self.device = next(model.parameters()).device
         self.stop_ids = torch.tensor(sorted(stop_token_ids(tokenizer, model)), device=self.device)
         pad = tokenizer.pad_token_id
@@ -206,7 +216,8 @@ class GenerationEngine:
         self.stats = EngineStats()
         queue = self._queue(prompts)
         live: _Live | None = None
-        with torch.inference_mode():
+        with torch.inference_mode(), weights_as(self.model, self.dtype), \
+                decode_attention_for(self.model):
             while queue or live is not None:
                 live = self._admit(queue, live, prompts, params)
                 live, finished = self._step(live, prompts)
@@ -291,7 +302,7 @@ class GenerationEngine:
         chosen = [params[i] for i in taken]
         return _Live(
             cache=batch.cache, mask=batch.mask, next_pos=batch.positions[:, -1:] + 1,
-            logits=batch.logits[:, -1], phys=phys, requests=list(taken),
+            logits=batch.logits[:, -1].float(), phys=phys, requests=list(taken),
             prompts=[tuple(prompts[i]) for i in taken],
             need=[len(prompts[i]) + p.max_new_tokens for i, p in zip(taken, chosen)],
             temperature=torch.tensor([p.temperature for p in chosen], device=dev),
@@ -350,7 +361,7 @@ class GenerationEngine:
         live.mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         live.logits = self.model(input_ids=step_tokens.unsqueeze(-1), attention_mask=live.mask,
                                  position_ids=next_pos, use_cache=True,
-                                 **{self._cache_kw: live.cache}).logits[:, -1]
+                                 **{self._cache_kw: live.cache}).logits[:, -1].float()
         live.next_pos = next_pos + 1
         return live, finished
 

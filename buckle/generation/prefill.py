@@ -58,7 +58,7 @@ def forward_shared_prefix(
         head = torch.tensor([list(rows[0][:shared])], device=device)
         model(input_ids=head, attention_mask=torch.ones_like(head),
               position_ids=torch.arange(shared, device=device).unsqueeze(0),
-              use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+              use_cache=True, logits_to_keep=_last(1, shared, device), **{cache_kw: cache})
         cache.batch_repeat_interleave(len(rows))
     tails = [list(r[shared:]) for r in rows]
     width = max(len(t) for t in tails)
@@ -74,6 +74,19 @@ def forward_shared_prefix(
     if cache is not None:
         kwargs[cache_kw] = cache
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                   logits_to_keep=logits_to_keep, **kwargs).logits
+                   logits_to_keep=_last(logits_to_keep, width, device), **kwargs).logits
     return PrefixBatch(logits=logits, mask=mask, positions=positions, tail_ids=ids,
                        shared=shared, cache=cache)
+
+
+def _last(keep: int, width: int, device: torch.device) -> int | torch.Tensor:
+    """The last `keep` positions as an index tensor (0 = all, as transformers reads it).
+
+    Why not the int transformers takes: it slices the hidden states as a strided view, and torch's
+    CPU bf16 matmul turns a strided [rows, 1, hidden] x lm_head into a batched product with the
+    head copied per row (64 rows x Qwen's 151,936 x 896 head: a 17 GB copy, 45 s; 128 rows: a
+    failed 35 GB allocation and a slow fallback). Indexing copies the rows into a contiguous one.
+    """
+    if keep <= 0:
+        return keep
+    return torch.arange(max(width - keep, 0), width, device=device)

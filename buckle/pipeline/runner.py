@@ -29,6 +29,7 @@ from buckle.evaluation.report import SCHEMA_VERSION, SafetyReport, compare_chart
 from buckle.evaluation.runner import EvalConfig, evaluate
 from buckle.evaluation.utility import utility
 from buckle.evaluation.weights import judges_fingerprint
+from buckle.generation.precision import resolve_dtype
 from buckle.models import load_model
 from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy
 from buckle.pipeline.release import base_model_card, make_portable, public_report, scrub_paths
@@ -302,6 +303,11 @@ def _evaluate_cached(models: _Models, config: EvalConfig, adapter: Path | None, 
     that model; an adapter's by its weights' sha256.
     """
     settings = {k: v for k, v in asdict(config).items() if k != "rubric"}
+    # The dtype replies are decoded in, resolved (the environment may decide it); left out of
+    # the key when it is the model's own, so reports stored before bf16 decoding stay reusable.
+    dtype = resolve_dtype(settings.pop("precision"), models.base.dtype, models.base.device)
+    if dtype != models.base.dtype:
+        settings["decode_dtype"] = str(dtype)
     weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
     # the report schema and the judges' weights are part of the key: a report measured with
     # other judges (or the keyword-ASR schema 1) is never reused next to a fresh one

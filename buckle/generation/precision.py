@@ -1,0 +1,47 @@
+"""Which dtype the engine decodes in (the swap itself: `buckle.models.precision.weights_as`).
+
+Why bf16 on this kind of CPU: a decode step is mostly reading the weights (memory-bound at small
+batches) and multiplying them (compute-bound at large ones); bf16 halves the bytes and CPUs with
+AVX512-BF16 or AMX multiply it natively. Qwen2.5-0.5B, 2 cores: a 64-row step 575 -> 263 ms,
+an 8-row step 311 -> 75 ms (docs/benchmarks.md). The cost: greedy replies are no longer
+bit-identical to fp32, and they can depend on which prompts share a batch (bf16 kernels round
+differently at different batch sizes). `bench/generation.py` measures how many replies and
+judge verdicts change; code that needs exact, batch-independent replies asks for `fp32`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+PRECISION_ENV = "BUCKLE_GENERATION_PRECISION"  # auto | fp32 | bf16
+CHOICES = ("auto", "fp32", "bf16")
+
+
+def decode_dtype(model: Any, precision: str | None = None) -> torch.dtype:
+    """The dtype to decode `model` in (see `resolve_dtype`)."""
+    param = next(model.parameters())
+    return resolve_dtype(precision, param.dtype, param.device)
+
+
+def resolve_dtype(precision: str | None, weights: torch.dtype, device: torch.device
+                  ) -> torch.dtype:
+    """`precision` (else $BUCKLE_GENERATION_PRECISION, else `auto`) for a model whose weights
+    are `weights` on `device`: `fp32` = the model's own dtype, `bf16` = bf16, `auto` = bf16 when
+    the weights are fp32 on a CPU that multiplies bf16 natively, their own dtype otherwise (CUDA
+    models already load in bf16; an emulated bf16 matmul is slower than fp32)."""
+    choice = (precision or os.environ.get(PRECISION_ENV, "") or "auto").strip().lower()
+    if choice not in CHOICES:
+        raise ValueError(f"generation precision must be one of {', '.join(CHOICES)}, "
+                         f"got {choice!r} (argument or ${PRECISION_ENV})")
+    if choice == "fp32":
+        return weights
+    if choice == "bf16":
+        return torch.bfloat16
+    from buckle.models.device import cpu_has_native_bf16
+
+    if weights == torch.float32 and torch.device(device).type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return weights
