@@ -237,9 +237,6 @@ def main() -> None:
     batch = min(args.engine_batch, len(prompts))
     mean_context = int(sum(len(p) for p in prompts) / len(prompts) + args.max_new_tokens / 2)
     top = ceilings(lm, fast.dtype, batch, mean_context)
-    ceiling, bound, bw = (top[k] for k in ("decode_ceiling_tok_s", "bandwidth_bound_tok_s",
-                                           "bandwidth_gb_s"))
-    weight_bytes = top["weight_bytes"]
     accuracy = verdict_changes(items, ref, res)
 
     print(f"model={args.model} prompts={len(prompts)} max_new_tokens={args.max_new_tokens} "
@@ -255,9 +252,11 @@ def main() -> None:
               f"{r['forward_only_tok_s']:.1f} tok/s ({r['steps']} steps, peak {r['peak_rows']} rows)")
     print(f"best plain generate: {best}; engine / best = "
           f"{rows['engine']['tok_s'] / hf[best]['tok_s']:.2f}x")
+    ceiling = top["decode_ceiling_tok_s"]
     print(f"fixed-batch decode ceiling ({fast.dtype}, batch {batch}, context {mean_context}): "
           f"{ceiling:.1f} tok/s (engine at {rows['engine']['tok_s'] / ceiling:.0%}); bandwidth "
-          f"bound {bound:.0f} tok/s ({bw:.1f} GB/s, {weight_bytes / 1e9:.2f} GB weights)")
+          f"bound {top['bandwidth_bound_tok_s']:.0f} tok/s ({top['bandwidth_gb_s']:.1f} GB/s, "
+          f"{top['weight_bytes'] / 1e9:.2f} GB weights)")
     for name, a in accuracy.items():
         print(f"bf16 vs fp32 on {name} (n={a['n']}): {a['metric']} {a['fp32']:.1%} -> "
               f"{a['other']:.1%}, verdicts +{a['flips_up']}/-{a['flips_down']}, identical "

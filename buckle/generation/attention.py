@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "buckle_decode"
 
@@ -28,8 +30,6 @@ def decode_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
                      dropout: float = 0.0, scaling: float | None = None,
                      is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """transformers attention-interface signature; returns `[rows, 1, heads, dim]`."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     rows, heads, q_len, dim = query.shape
     if (q_len != 1 or kwargs.get("position_bias") is not None or kwargs.get("softcap")
             or heads % key.shape[1]):
@@ -49,7 +49,9 @@ def decode_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     return out.reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
+@cache
 def _register() -> None:
+    """Once per process: the interfaces are global registries."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 

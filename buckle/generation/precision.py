@@ -11,13 +11,13 @@ judge verdicts change; code that needs exact, batch-independent replies asks for
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 
+from buckle.models.device import cpu_has_native_bf16, precision_choice
+
 PRECISION_ENV = "BUCKLE_GENERATION_PRECISION"  # auto | fp32 | bf16
-CHOICES = ("auto", "fp32", "bf16")
 
 
 def decode_dtype(model: Any, precision: str | None = None) -> torch.dtype:
@@ -32,16 +32,11 @@ def resolve_dtype(precision: str | None, weights: torch.dtype, device: torch.dev
     are `weights` on `device`: `fp32` = the model's own dtype, `bf16` = bf16, `auto` = bf16 when
     the weights are fp32 on a CPU that multiplies bf16 natively, their own dtype otherwise (CUDA
     models already load in bf16; an emulated bf16 matmul is slower than fp32)."""
-    choice = (precision or os.environ.get(PRECISION_ENV, "") or "auto").strip().lower()
-    if choice not in CHOICES:
-        raise ValueError(f"generation precision must be one of {', '.join(CHOICES)}, "
-                         f"got {choice!r} (argument or ${PRECISION_ENV})")
+    choice = precision_choice(precision, PRECISION_ENV)
     if choice == "fp32":
         return weights
     if choice == "bf16":
         return torch.bfloat16
-    from buckle.models.device import cpu_has_native_bf16
-
     if weights == torch.float32 and torch.device(device).type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return weights

@@ -20,6 +20,21 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def precision_choice(value: str | None, env: str) -> str:
+    """`value`, else the environment variable `env`, else `auto`; one of PRECISIONS (the judges'
+    encoder and the generation engine read their precision this one way)."""
+    import os
+
+    choice = (value or os.environ.get(env, "") or "auto").strip().lower()
+    if choice not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {choice!r} "
+                         f"(argument or ${env})")
+    return choice
+
+
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """True when this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX-BF16, Linux flags).
