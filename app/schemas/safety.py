@@ -127,6 +127,9 @@ class ImmunizeIn(BaseModel):
     method: Literal["sft", "booster"] = Field(
         "sft", description="`booster` adds Booster's harmful-perturbation term to the "
         "immunize stage (three passes per step instead of one).")
+    layout: Literal["shared", "merged"] = Field(
+        "shared", description="`merged`: the customer's LoRA trains fresh on the immunized "
+        "model (Booster's layout); the released adapter stacks both (rank 2 x lora_r).")
     harmful_source: str = ref_field(
         "conversations", "harmful-qa", description="Harmful (prompt, answer) pairs of the "
         "`booster` term; never trained on directly.")

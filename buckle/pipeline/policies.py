@@ -34,6 +34,9 @@ class Stage:
     # harmful (prompt, answer) pairs of a Booster stage's perturbation term (`pre`, method
     # "booster"); never trained on directly
     harmful: tuple[Conversation, ...] = ()
+    # train a fresh LoRA on the model with the previous stage's adapter merged in, and release
+    # both stacked (`pre` with `immunize.layout` "merged": Booster's layout)
+    on_merged: bool = False
 
 
 def mix(customer: Sequence[Conversation], safety: Sequence[Conversation], ratio: float,

@@ -15,7 +15,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,13 @@ from buckle.pipeline.spec import (
     Stage as EventStage,
 )
 from buckle.settings import buckle_home
-from buckle.training import BoosterConfig, TrainingConfig, TrainProgress, train_lora
+from buckle.training import (
+    BoosterConfig,
+    TrainingConfig,
+    TrainProgress,
+    stack_adapters,
+    train_lora,
+)
 
 # Share of the job's progress bar each phase owns (curation and training dominate on CPU).
 _SPAN = {"validate": (0.0, 0.02), "curate": (0.02, 0.30), "train": (0.30, 0.85),
@@ -107,6 +113,8 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     harmful = harmful_pairs(spec, held_out) if booster else []
     stages = policy.stages(customer, safety, ratio=spec.safety.curated_ratio, seed=spec.seed,
                            strata=strata, harmful=harmful)
+    if policy.immunizes and spec.safety.immunize.layout == "merged":
+        stages = [stages[0], *(replace(s, on_merged=True) for s in stages[1:])]
     train_config = TrainingConfig(n_epochs=hp.n_epochs, batch_size=hp.batch_size,
                                   learning_rate=hp.learning_rate, lora_r=hp.lora_r,
                                   lora_alpha=hp.lora_alpha, max_seq_len=hp.max_seq_len,
@@ -146,7 +154,9 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                       "dose": {"curated_ratio": spec.safety.curated_ratio,
                                "safety_epochs": safety_config.n_epochs,
                                "safety_learning_rate": safety_config.learning_rate,
-                               "immunize": spec.safety.immunize.method if booster else None},
+                               "immunize": spec.safety.immunize.method if booster else None,
+                               "immunize_layout": (spec.safety.immunize.layout
+                                                   if policy.immunizes else None)},
                       "base_report": str(base_report_path) if base_report_path else None}
     events("done", "job finished", 1.0, adapter_dir=str(out))
     return JobResult(adapter_dir=str(out), adapter_sha256=sha,
@@ -212,8 +222,10 @@ class _StageTrainer:
                       else self.config)
             if stage.harmful:  # Booster's term runs where its pairs are
                 config = config.model_copy(update={"booster": self.booster})
+            merged = init if stage.on_merged else None
             result = train_lora(self.base, stage.conversations, config, out,
-                                init_adapter=init, harmful=stage.harmful, progress=progress,
+                                init_adapter=None if merged else init, base_adapter=merged,
+                                harmful=stage.harmful, progress=progress,
                                 should_cancel=self.events.should_cancel,
                                 on_checkpoint=on_checkpoint)
         except Cancelled as exc:
@@ -222,6 +234,8 @@ class _StageTrainer:
         self.trained_tokens += result.trained_tokens
         self._done_weight += weight
         self._step_offset += result.steps
+        if merged is not None:  # one adapter: the merged one under the fresh one
+            return stack_adapters(merged, Path(result.adapter_dir), out / "stacked")
         return Path(result.adapter_dir)
 
 

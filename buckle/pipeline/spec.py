@@ -84,11 +84,15 @@ class ImmunizeSpec(BaseModel):
     """`pre`'s immunize objective. "sft": train on the safety corpus. "booster": add Booster's
     harmful-perturbation term (`buckle.training.booster`) over harmful (prompt, answer) pairs
     of `harmful_source` (answers cut to their first `reply_words` words, as the experiments'
-    attack data), so the customer's later steps on harmful data undo less of it."""
+    attack data), so the customer's later steps on harmful data undo less of it.
+    `layout`: "shared" = the customer's stage continues the immunize adapter; "merged" =
+    Booster's own layout: the immunize adapter is merged into the frozen base and the customer
+    trains a fresh LoRA on top; the release stacks both (rank 2r, one PEFT adapter)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     method: Literal["sft", "booster"] = "sft"
+    layout: Literal["shared", "merged"] = "shared"
     # harmful-qa past the experiments' attack rows (0-31); the same prompts as `responsible`
     harmful_source: str = "harmful-qa"
     harmful_offset: int = Field(64, ge=0)

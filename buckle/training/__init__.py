@@ -14,6 +14,7 @@ from buckle.training.data import (
     tokenize_conversations,
 )
 from buckle.training.errors import AdapterMismatchError, RunMismatchError, TrainingCancelled
+from buckle.training.lora import merged_adapter, stack_adapters
 from buckle.training.trainer import (
     CancelCheck,
     ProgressCallback,
@@ -27,5 +28,6 @@ __all__ = [
     "AdapterMismatchError", "BoosterConfig", "CancelCheck", "ProgressCallback",
     "RunMismatchError", "TokenizedConversation", "TrainProgress", "TrainResult",
     "TrainingCancelled", "TrainingConfig", "encode_conversation", "epoch_batches",
-    "run_fingerprint", "tokenize_conversations", "train_lora",
+    "merged_adapter", "run_fingerprint", "stack_adapters", "tokenize_conversations",
+    "train_lora",
 ]

@@ -14,6 +14,8 @@ them as-is; weights loaded back are checked key by key and shape by shape.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,3 +118,85 @@ def load_adapter_weights(model: Any, directory: Path, config: TrainingConfig) ->
                                               f"{tuple(state[wrong[0]].shape)}, expected "
                                               f"{tuple(expected[wrong[0]].shape)}")
     set_peft_model_state_dict(model, state)
+
+
+def _lora_pairs(directory: Path) -> tuple[dict[str, Any], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """An adapter's config and its (A, B) matrices per adapted module (PEFT's file keys
+    `<module>.lora_A.weight` / `.lora_B.weight`, module paths as PEFT writes them)."""
+    directory = Path(directory)
+    saved = json.loads((directory / ADAPTER_CONFIG).read_text())
+    if saved.get("use_rslora") or saved.get("use_dora"):
+        raise AdapterMismatchError(directory, "only plain LoRA adapters can be merged or stacked")
+    state = load_file(str(directory / ADAPTER_WEIGHTS))
+    pairs = {}
+    for key, a in state.items():
+        if key.endswith(".lora_A.weight"):
+            module = key[: -len(".lora_A.weight")]
+            pairs[module] = (a, state[module + ".lora_B.weight"])
+    if not pairs or len(pairs) * 2 != len(state):
+        raise AdapterMismatchError(directory, "expected only lora_A / lora_B weights")
+    return saved, pairs
+
+
+@contextmanager
+def merged_adapter(base: Any, directory: Path) -> Iterator[None]:
+    """Within the block `base` computes as base + the adapter merged (W + alpha/r x B A); on
+    exit every weight is the very tensor it was before, so nothing drifts.
+
+    Why: Booster's layout trains the customer's LoRA fresh on the immunized model (docs/
+    results.md): the immunize adapter must act as part of the frozen base, and the base must be
+    exactly the shipped model again for the next job in the process. Costs one copy of the
+    adapted weights while it lasts.
+    """
+    saved, pairs = _lora_pairs(directory)
+    scale = saved["lora_alpha"] / saved["r"]
+    modules = dict(base.named_modules())
+    originals: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    try:
+        for name, (a, b) in pairs.items():
+            path = name.removeprefix("base_model.model.")
+            module = modules.get(path)
+            if module is None or not hasattr(module, "weight"):
+                raise AdapterMismatchError(Path(directory), f"the base has no module {path!r}")
+            weight = module.weight
+            delta = (b.float() @ a.float()) * scale
+            if delta.shape != weight.shape:
+                raise AdapterMismatchError(Path(directory), f"{path}: delta {tuple(delta.shape)}"
+                                                            f" vs weight {tuple(weight.shape)}")
+            originals.append((weight, weight.data))
+            weight.data = (weight.data.float() + delta.to(weight.device)).to(weight.dtype)
+        yield
+    finally:
+        for weight, data in originals:
+            weight.data = data
+
+
+def stack_adapters(first: Path, second: Path, out: Path) -> Path:
+    """One PEFT adapter computing base + first + second: rank r1 + r2, A's stacked on rows and
+    B's on columns, each B scaled so the written alpha/r reproduces both adapters' scales.
+
+    Why: a Booster-layout `pre` job trains the customer's LoRA on top of the merged immunize
+    adapter; the customer downloads one adapter that loads with `PeftModel.from_pretrained`.
+    Both must adapt the same modules (a job's stages do)."""
+    cfg1, pairs1 = _lora_pairs(first)
+    cfg2, pairs2 = _lora_pairs(second)
+    if set(pairs1) != set(pairs2):
+        raise AdapterMismatchError(Path(second), "the two adapters adapt different modules")
+    rank = cfg1["r"] + cfg2["r"]
+    s1, s2 = cfg1["lora_alpha"] / cfg1["r"], cfg2["lora_alpha"] / cfg2["r"]
+    state = {}
+    for name in sorted(pairs1):
+        (a1, b1), (a2, b2) = pairs1[name], pairs2[name]
+        state[name + ".lora_A.weight"] = torch.cat([a1, a2], dim=0).contiguous()
+        state[name + ".lora_B.weight"] = torch.cat([b1 * s1, b2 * s2], dim=1).contiguous()
+    config = {**cfg2, "r": rank, "lora_alpha": rank}  # scale 1: the B's carry the scales
+    for key in ("rank_pattern", "alpha_pattern"):
+        config[key] = {}
+    partial = out.with_name(out.name + ".partial")  # written whole, then renamed into place
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    save_file(state, str(partial / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    (partial / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(partial, out)
+    return out

@@ -22,6 +22,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -56,7 +57,12 @@ from buckle.training.data import (
     tokenize_conversations,
 )
 from buckle.training.errors import RunMismatchError, TrainingCancelled
-from buckle.training.lora import ADAPTER_WEIGHTS, attached_lora, load_adapter_weights
+from buckle.training.lora import (
+    ADAPTER_WEIGHTS,
+    attached_lora,
+    load_adapter_weights,
+    merged_adapter,
+)
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,8 @@ class TrainResult:
 
 def run_fingerprint(base: LoadedModel, conversations: Sequence[Conversation],
                     config: TrainingConfig, init_adapter: Path | None,
-                    harmful: Sequence[Conversation] = ()) -> str:
+                    harmful: Sequence[Conversation] = (),
+                    base_adapter: Path | None = None) -> str:
     """sha256 over everything that decides the trained weights."""
     h = hashlib.sha256()
     h.update(f"config:{config.config_hash()}\nbase:{base.fingerprint}\n".encode())
@@ -110,10 +117,11 @@ def run_fingerprint(base: LoadedModel, conversations: Sequence[Conversation],
         h.update(b"harmful:")
         for conversation in harmful:
             h.update(conversation.to_json().encode("utf-8") + b"\n")
-    if init_adapter is not None:
-        weights = Path(init_adapter) / ADAPTER_WEIGHTS
-        h.update(b"init:" + (hashlib.sha256(weights.read_bytes()).digest()
-                             if weights.is_file() else str(init_adapter).encode()))
+    for label, adapter in ((b"init:", init_adapter), (b"merged:", base_adapter)):
+        if adapter is not None:
+            weights = Path(adapter) / ADAPTER_WEIGHTS
+            h.update(label + (hashlib.sha256(weights.read_bytes()).digest()
+                              if weights.is_file() else str(adapter).encode()))
     return h.hexdigest()
 
 
@@ -124,6 +132,7 @@ def train_lora(
     out_dir: str | Path,
     *,
     init_adapter: str | Path | None = None,
+    base_adapter: str | Path | None = None,
     harmful: Sequence[Conversation] = (),
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
@@ -133,7 +142,10 @@ def train_lora(
 
     Re-running with the same arguments returns the finished adapter without training, or resumes
     from the newest checkpoint in `out_dir`. `init_adapter` continues from an existing adapter
-    (same rank/alpha/modules) instead of a fresh LoRA initialisation. `harmful`: the (prompt,
+    (same rank/alpha/modules) instead of a fresh LoRA initialisation. `base_adapter` is merged
+    into the base for the run (exactly undone after) and a fresh LoRA trains on top of it:
+    Booster's layout, where the customer's adapter learns on the immunized model (combine the
+    two with `stack_adapters`). `harmful`: the (prompt,
     harmful answer) pairs of `config.booster`'s perturbation term (required with it, refused
     without it). `base` is used in place
     and restored afterwards: no LoRA stays in it and nothing is merged. Raises
@@ -149,9 +161,10 @@ def train_lora(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     init = Path(init_adapter) if init_adapter is not None else None
+    merged = Path(base_adapter) if base_adapter is not None else None
     if bool(harmful) != (config.booster is not None):
         raise ValueError("harmful pairs go with config.booster, and config.booster needs them")
-    fingerprint = run_fingerprint(base, conversations, config, init, harmful)
+    fingerprint = run_fingerprint(base, conversations, config, init, harmful, merged)
     with FileLock(str(out / ".lock")):  # one trainer per directory; released if killed
         remove_partial_writes(out)
         finished = read_final_result(out)
@@ -171,7 +184,8 @@ def train_lora(
         devices = [base.device.index or 0] if base.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the caller's RNG streams stay untouched
             torch.manual_seed(config.seed)
-            with attached_lora(base.model, config) as model:
+            with (merged_adapter(base.model, merged) if merged else nullcontext()), \
+                    attached_lora(base.model, config) as model:
                 return _fit(model, examples, config, out, fingerprint, init=init, resume=resume,
                             harmful=harmful_examples,
                             device=base.device, pad_id=_pad_id(base.tokenizer),
