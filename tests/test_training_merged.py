@@ -85,7 +85,7 @@ def test_two_adapters_stack_into_one_peft_adapter_computing_both(default_model, 
     stacked = stack_adapters(first, second, tmp_path / "stacked")
     config = json.loads((stacked / "adapter_config.json").read_text())
     assert config["r"] == 6 and config["lora_alpha"] == 6
-    assert not (tmp_path / "stacked.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first", "second", "stacked"]
     loaded = PeftModel.from_pretrained(base, str(stacked))
     got = _logits(loaded, ids)
     _unload(loaded, base)

@@ -14,8 +14,6 @@ them as-is; weights loaded back are checked key by key and shape by shape.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -192,11 +190,10 @@ def stack_adapters(first: Path, second: Path, out: Path) -> Path:
     config = {**cfg2, "r": rank, "lora_alpha": rank}  # scale 1: the B's carry the scales
     for key in ("rank_pattern", "alpha_pattern"):
         config[key] = {}
-    partial = out.with_name(out.name + ".partial")  # written whole, then renamed into place
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    save_file(state, str(partial / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    (partial / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(partial, out)
-    return out
+    from buckle.training.checkpoint import write_atomically  # checkpoint imports this module
+
+    def fill(tmp: Path) -> None:
+        save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+
+    return write_atomically(out, fill)
