@@ -114,8 +114,12 @@ def test_training_on_a_merged_adapter_is_its_own_run_and_leaves_the_base_as_it_w
     immunized = _random_adapter(base, tmp_path / "imm", seed=6, r=4, alpha=8)
     before = {n: p.data.clone() for n, p in base.named_parameters()}
     rows = load_conversations("chatterbot", offset=700, limit=4)
+    # fp32: the two first losses are equal in exact arithmetic, and with this random adapter
+    # (loss ~20) bf16 rounding moves them apart by up to 10% (measured on an AMX CPU: fp32
+    # 20.792 / 20.796; bf16 merged 18.28, PEFT 18.86, fused 20.11), which is not what is tested
     config = TrainingConfig(n_epochs=1, batch_size=2, learning_rate=1e-3, lora_r=4, lora_alpha=8,
-                            lora_dropout=0.0, max_seq_len=256, checkpoint_every=0, seed=3)
+                            lora_dropout=0.0, max_seq_len=256, checkpoint_every=0, seed=3,
+                            autocast="off")
     on_top = train_lora(default_model, rows, config, tmp_path / "on-top", base_adapter=immunized)
     continued = train_lora(default_model, rows, config, tmp_path / "continued",
                            init_adapter=immunized)
@@ -123,7 +127,7 @@ def test_training_on_a_merged_adapter_is_its_own_run_and_leaves_the_base_as_it_w
     assert len({on_top.fingerprint, continued.fingerprint, plain.fingerprint}) == 3
     # the fresh LoRA (B = 0) starts from the immunized model's loss (no dropout here), not base's
     assert on_top.losses[0] > 2 * plain.losses[0]
-    assert on_top.losses[0] == pytest.approx(continued.losses[0], rel=2e-2)
+    assert on_top.losses[0] == pytest.approx(continued.losses[0], rel=1e-3)
     for name, p in base.named_parameters():
         assert torch.equal(p.data, before[name]), name
 
