@@ -29,8 +29,7 @@ class FastDropout(nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout p must be in [0, 1), got {p}")
         self.p = p
-        self.threshold = round(p * LEVELS)  # drop where the 15-bit uniform is below it
-        self.scale = 1.0 / (1.0 - self.threshold / LEVELS)
+        self.threshold, self.scale = _threshold_and_scale(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.threshold == 0:
@@ -50,8 +49,14 @@ def dropout_multiplier(shape: torch.Size, p: float, dtype: torch.dtype,
     """
     if device.type != "cpu":
         return torch.empty(shape, dtype=dtype, device=device).bernoulli_(1 - p).div_(1 - p)
+    threshold, scale = _threshold_and_scale(p)
+    return keep_mask(shape, threshold).to(dtype).mul_(scale)
+
+
+def _threshold_and_scale(p: float) -> tuple[int, float]:
+    """Drop where the 15-bit uniform is below the threshold; scale by 1 / (1 - rounded p)."""
     threshold = round(p * LEVELS)
-    return keep_mask(shape, threshold).to(dtype).mul_(1.0 / (1.0 - threshold / LEVELS))
+    return threshold, 1.0 / (1.0 - threshold / LEVELS)
 
 
 def keep_mask(shape: torch.Size, threshold: int) -> torch.Tensor:
