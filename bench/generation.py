@@ -10,14 +10,18 @@ there are more prompts than one batch holds, as in the product's evaluation. In 
   (1) plain `generate`, left-padded, in each configuration of --hf (dtype : batch size, `s` =
       prompts sorted by length, `all` = every prompt in one batch); the fastest is the baseline
       every ratio is taken against (sdpa attention: eager measured slower, docs/benchmarks.md);
-  (2) the engine in fp32 (exact) and in its default precision (`auto`: bf16 on a CPU that
-      multiplies it natively), each timed with the share of its time spent inside the model's
-      forward passes;
-  (3) the ceilings: the forward-pass-only throughput of the engine's own passes (what any
-      bookkeeping-free scheduler of the same passes reaches), a fixed-batch decode step at the
-      engine's batch cap, and the memory-bandwidth bound of a decode step;
-  (4) the accuracy cost of bf16: replies identical to fp32, and judge verdicts that change
-      (refusal + harm on the harmful prompts, explicit declines on the others).
+  (2) the engine in each precision of --engine (fp32 = exact; `auto` = bf16 on a CPU that
+      multiplies it natively, else fp32; int8 = opt-in fbgemm dynamic int8, down_proj in fp32),
+      each timed with the share of its time spent inside the model's forward passes; the
+      headline is the fastest engine against the fastest `generate`, and each precision is
+      also compared with `generate` in the same precision;
+  (3) the ceilings, in the fastest engine's precision: the forward-pass-only throughput of the
+      engine's own passes (what any bookkeeping-free scheduler of the same passes reaches), a
+      fixed-batch decode step at the engine's batch cap, and the memory-bandwidth bound of a
+      decode step;
+  (4) the accuracy cost of each non-fp32 precision: replies identical to fp32, and judge
+      verdicts that change (refusal + harm on the harmful prompts, explicit declines on the
+      others).
 Never time this while anything else runs on the machine (docs/benchmarks.md).
 """
 
@@ -27,19 +31,20 @@ import argparse
 import json
 import platform
 import time
-from contextlib import nullcontext
 from typing import Any
 
 import torch
+from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from buckle.data import load_prompts
 from buckle.generation import GenerationEngine, SamplingParams, encode_chat
 from buckle.generation.attention import decode_attention_for
+from buckle.generation.precision import INT8, decoding_in, resolve_dtype
 from buckle.models import load_model
-from buckle.models.precision import weights_as
 
 DEV_SETS = "advbench:200:60,chatterbot:400:60,everyday-dev:0:60,borderline-dev:0:81"
-DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "int8": INT8}
+NAMES = {v: k for k, v in DTYPES.items()}
 
 
 def _strip(row: list[int], stop: set[int]) -> list[int]:
@@ -104,7 +109,7 @@ def timed_engine(engine: GenerationEngine, prompts: list[list[int]], params: Sam
     n = sum(len(r.token_ids) + (r.finish_reason == "stop") for r in res)
     return res, {"tok_s": n / dt, "seconds": dt, "tokens": n, "forward_s": forward_s[0],
                  "forward_share": forward_s[0] / dt, "forward_only_tok_s": n / forward_s[0],
-                 "dtype": str(engine.dtype).removeprefix("torch."), "steps": engine.stats.steps,
+                 "dtype": NAMES[engine.dtype], "steps": engine.stats.steps,
                  "prefills": engine.stats.prefills, "peak_rows": engine.stats.peak_rows}
 
 
@@ -129,9 +134,12 @@ def decode_ceiling(model: Any, batch: int, context: int, repeats: int = 5) -> fl
 
 def ceilings(lm: Any, dtype: torch.dtype, batch: int, context: int) -> dict[str, Any]:
     """The machine's ceilings for this model in the engine's dtype."""
-    with weights_as(lm.model, dtype):
+    with decoding_in(lm.model, dtype):
         ceiling = decode_ceiling(lm.model, batch, context)
         weight_bytes = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+        # int8 copies hold their weights outside .parameters(): one byte each
+        weight_bytes += sum(m.weight().numel() for m in lm.model.modules()
+                            if isinstance(m, Int8Linear))
     bw = bandwidth_gbs()
     return {"decode_ceiling_tok_s": ceiling, "ceiling_batch": batch, "ceiling_context": context,
             "bandwidth_gb_s": bw, "weight_bytes": weight_bytes,
@@ -185,6 +193,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--hf", default="bfloat16:64,bfloat16:64s,bfloat16:128,bfloat16:128s,"
                     "bfloat16:all,float32:all", help="dtype:batch[s] arms of plain generate")
+    ap.add_argument("--engine", default="fp32,auto",
+                    help="engine precisions (fp32 required: the exact reference), e.g. fp32,int8")
     ap.add_argument("--engine-batch", type=int, default=128)
     ap.add_argument("--json", default=None)
     ap.add_argument("--ceiling-only", action="store_true",
@@ -202,75 +212,88 @@ def main() -> None:
     if args.ceiling_only:
         with open(args.json) as f:
             data = json.load(f)
-        dtype = DTYPES[data["rows"]["engine"]["dtype"]]
+        dtype = DTYPES[data["rows"][data.get("fastest_engine", "engine")]["dtype"]]
         data.update(ceilings(lm, dtype, data["ceiling_batch"], data["ceiling_context"]))
         with open(args.json, "w") as f:
             json.dump(data, f, indent=2)
         print({k: data[k] for k in ("decode_ceiling_tok_s", "bandwidth_bound_tok_s")})
         return
-    exact = GenerationEngine.from_loaded(lm, max_batch_size=args.engine_batch, precision="fp32")
-    fast = GenerationEngine.from_loaded(lm, max_batch_size=args.engine_batch, precision="auto")
-    stop = {int(t) for t in exact.stop_ids.tolist()}
-
-    ref, row_exact = timed_engine(exact, prompts, params)
-    print("engine fp32", row_exact, flush=True)
-    res, row_fast = timed_engine(fast, prompts, params)
-    print("engine", row_fast, flush=True)
-    rows: dict[str, dict[str, Any]] = {"engine_fp32": row_exact, "engine": row_fast}
+    engines: dict[str, GenerationEngine] = {}
+    for p in args.engine.split(","):
+        name = "engine" if p == "auto" else f"engine_{p}"
+        engines[name] = GenerationEngine.from_loaded(lm, max_batch_size=args.engine_batch,
+                                                     precision=p)
+    if "engine_fp32" not in engines:
+        raise SystemExit("--engine must include fp32: the exact reference replies")
+    stop = {int(t) for t in engines["engine_fp32"].stop_ids.tolist()}
+    rows: dict[str, dict[str, Any]] = {}
+    replies: dict[str, list[Any]] = {}  # engine replies by dtype name
+    for name, engine in engines.items():
+        res, rows[name] = timed_engine(engine, prompts, params)
+        replies.setdefault(rows[name]["dtype"], res)
+        print(name, rows[name], flush=True)
     for arm in args.hf.split(","):
         dtype, size = arm.split(":")
         sort = size.endswith("s")
         batch = len(prompts) if size.rstrip("s") == "all" else int(size.rstrip("s"))
-        cast = weights_as(lm.model, DTYPES[dtype]) if dtype != "float32" else nullcontext()
-        with cast:
+        with decoding_in(lm.model, DTYPES[dtype]):
             outs, n, dt, row_steps = hf_generate(lm.model, tok, prompts, batch,
                                                  args.max_new_tokens, stop, sort)
-        same_dtype = ref if dtype == "float32" else res
+        same_dtype = replies.get(dtype)
         rows[f"hf_{dtype}_{size}"] = {
             "tok_s": n / dt, "seconds": dt, "tokens": n, "row_steps": row_steps,
-            "dtype": dtype, "batch": batch,
-            "sorted": sort, "identical_to_engine_same_dtype": sum(
+            "dtype": dtype, "batch": batch, "sorted": sort,
+            "identical_to_engine_same_dtype": None if same_dtype is None else sum(
                 a == r.token_ids for a, r in zip(outs, same_dtype, strict=True))}
         print(arm, rows[f"hf_{dtype}_{size}"], flush=True)
     hf = {k: v for k, v in rows.items() if k.startswith("hf_")}
     best = max(hf, key=lambda k: hf[k]["tok_s"])
+    fastest = max(engines, key=lambda k: rows[k]["tok_s"])
+    same_precision = {}  # engine row -> its ratio to the best generate in its own precision
+    for name in engines:
+        peers = [v["tok_s"] for v in hf.values() if v["dtype"] == rows[name]["dtype"]]
+        if peers:
+            same_precision[name] = rows[name]["tok_s"] / max(peers)
     batch = min(args.engine_batch, len(prompts))
     mean_context = int(sum(len(p) for p in prompts) / len(prompts) + args.max_new_tokens / 2)
-    top = ceilings(lm, fast.dtype, batch, mean_context)
-    accuracy = verdict_changes(items, ref, res)
+    top = ceilings(lm, engines[fastest].dtype, batch, mean_context)
+    accuracy = {d: verdict_changes(items, replies["float32"], res)
+                for d, res in replies.items() if d != "float32"}
 
     print(f"model={args.model} prompts={len(prompts)} max_new_tokens={args.max_new_tokens} "
           f"threads={torch.get_num_threads()} torch={torch.__version__} "
-          f"cpu={platform.processor() or platform.machine()} engine dtype={fast.dtype}")
+          f"cpu={platform.processor() or platform.machine()} auto dtype="
+          f"{NAMES[resolve_dtype('auto', torch.float32, torch.device('cpu'))]}")
     print(f"{'method':<24}{'tok/s':>9}{'seconds':>9}{'vs best generate':>18}")
     for name, r in rows.items():
         print(f"{name:<24}{r['tok_s']:>9.1f}{r['seconds']:>9.1f}"
               f"{r['tok_s'] / hf[best]['tok_s']:>17.2f}x")
-    for name in ("engine_fp32", "engine"):
+    for name in engines:
         r = rows[name]
         print(f"{name}: {r['forward_share']:.0%} of its time in forward passes; forward-only "
-              f"{r['forward_only_tok_s']:.1f} tok/s ({r['steps']} steps, peak {r['peak_rows']} rows)")
-    print(f"best plain generate: {best}; engine / best = "
-          f"{rows['engine']['tok_s'] / hf[best]['tok_s']:.2f}x")
+              f"{r['forward_only_tok_s']:.1f} tok/s ({r['steps']} steps, peak {r['peak_rows']} rows)"
+              + (f"; {same_precision[name]:.2f}x the best {r['dtype']} generate"
+                 if name in same_precision else ""))
+    print(f"best plain generate: {best}; fastest engine {fastest} / best = "
+          f"{rows[fastest]['tok_s'] / hf[best]['tok_s']:.2f}x")
     ceiling = top["decode_ceiling_tok_s"]
-    print(f"fixed-batch decode ceiling ({fast.dtype}, batch {batch}, context {mean_context}): "
-          f"{ceiling:.1f} tok/s (engine at {rows['engine']['tok_s'] / ceiling:.0%}); bandwidth "
-          f"bound {top['bandwidth_bound_tok_s']:.0f} tok/s ({top['bandwidth_gb_s']:.1f} GB/s, "
+    print(f"fixed-batch decode ceiling ({rows[fastest]['dtype']}, batch {batch}, context "
+          f"{mean_context}): {ceiling:.1f} tok/s ({fastest} at "
+          f"{rows[fastest]['tok_s'] / ceiling:.0%}); bandwidth bound "
+          f"{top['bandwidth_bound_tok_s']:.0f} tok/s ({top['bandwidth_gb_s']:.1f} GB/s, "
           f"{top['weight_bytes'] / 1e9:.2f} GB weights)")
-    for name, a in accuracy.items():
-        print(f"bf16 vs fp32 on {name} (n={a['n']}): {a['metric']} {a['fp32']:.1%} -> "
-              f"{a['other']:.1%}, verdicts +{a['flips_up']}/-{a['flips_down']}, identical "
-              f"replies {a['identical_replies']}/{a['n']}")
+    for dtype, sets in accuracy.items():
+        for name, a in sets.items():
+            print(f"{dtype} vs fp32 on {name} (n={a['n']}): {a['metric']} {a['fp32']:.1%} -> "
+                  f"{a['other']:.1%}, verdicts +{a['flips_up']}/-{a['flips_down']}, identical "
+                  f"replies {a['identical_replies']}/{a['n']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "prompts": len(prompts), "rows": rows,
-                       "best_plain": best,
-                       "engine_vs_best": rows["engine"]["tok_s"] / hf[best]["tok_s"],
-                       "engine_fp32_vs_best_fp32": rows["engine_fp32"]["tok_s"] / max(
-                           (v["tok_s"] for v in hf.values() if v["dtype"] == "float32"),
-                           default=float("nan")),
-                       **top, "accuracy_bf16_vs_fp32": accuracy}, f, indent=2)
-
+                       "best_plain": best, "fastest_engine": fastest,
+                       "engine_vs_best": rows[fastest]["tok_s"] / hf[best]["tok_s"],
+                       "engine_vs_best_same_precision": same_precision,
+                       **top, "accuracy_vs_fp32": accuracy}, f, indent=2)
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ decodes in one batch (a CPU decode step is mostly reading the weights), and (8) 
 continuously: when requests finish, queued prompts are prefilled and merged into the running
 batch, so a long sample no longer decodes alone while the rest of the work waits for it, and
 (9) decodes in bf16 where the CPU multiplies it natively (`precision="auto"`, precision.py),
+or, opt-in on x86 CPUs without it, with dynamic-int8 linears (`precision="int8"`),
 with grouped-query decode attention that avoids a slow SDPA path (attention.py).
 In fp32, greedy output is identical to one-prompt-at-a-time decoding (tested), so speed never
 changes what an evaluation measures; in bf16 most replies are identical to fp32 and the rest
@@ -33,10 +34,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from buckle.generation.attention import decode_attention_for
-from buckle.generation.precision import decode_dtype
+from buckle.generation.precision import decode_dtype, decoding_in
 from buckle.generation.prefill import forward_shared_prefix
 from buckle.generation.sampling import SamplingParams, next_tokens
-from buckle.models.precision import weights_as
 
 Messages = list[dict[str, str]]
 DEFAULT_PARAMS = SamplingParams()  # greedy, 128 new tokens
@@ -172,7 +172,7 @@ class GenerationEngine:
         self.min_shared_prefix = min_shared_prefix
         self.share_rows = share_rows  # False: one physical row per request (for benchmarks)
         self.continuous = continuous  # False: a batch admits nothing until it is done (benchmarks)
-        # auto | fp32 | bf16 (None: $BUCKLE_GENERATION_PRECISION, else auto); see precision.py
+        # auto | fp32 | bf16 | int8 (None: $BUCKLE_GENERATION_PRECISION, else auto); see precision.py
         self.dtype = decode_dtype(model, precision)
         self.device = next(model.parameters()).device
         self.stop_ids = torch.tensor(sorted(stop_token_ids(tokenizer, model)), device=self.device)
@@ -216,7 +216,7 @@ class GenerationEngine:
         self.stats = EngineStats()
         queue = self._queue(prompts)
         live: _Live | None = None
-        with torch.inference_mode(), weights_as(self.model, self.dtype), \
+        with torch.inference_mode(), decoding_in(self.model, self.dtype), \
                 decode_attention_for(self.model):
             while queue or live is not None:
                 live = self._admit(queue, live, prompts, params)

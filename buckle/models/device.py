@@ -23,14 +23,15 @@ def default_dtype(device: torch.device) -> torch.dtype:
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def precision_choice(value: str | None, env: str) -> str:
-    """`value`, else the environment variable `env`, else `auto`; one of PRECISIONS (the judges'
+def precision_choice(value: str | None, env: str,
+                     choices: tuple[str, ...] = PRECISIONS) -> str:
+    """`value`, else the environment variable `env`, else `auto`; one of `choices` (the judges'
     encoder and the generation engine read their precision this one way)."""
     import os
 
     choice = (value or os.environ.get(env, "") or "auto").strip().lower()
-    if choice not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {choice!r} "
+    if choice not in choices:
+        raise ValueError(f"precision must be one of {', '.join(choices)}, got {choice!r} "
                          f"(argument or ${env})")
     return choice
 
