@@ -119,7 +119,7 @@ def run_hf(convs: list, args: argparse.Namespace, grouped: bool = False) -> dict
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     from buckle.models import load_model
-    from buckle.models.device import cpu_has_native_bf16
+    from buckle.models.device import cpu_prefers_bf16
     from buckle.training import encode_conversation
 
     base = load_model(args.model)
@@ -150,7 +150,7 @@ def run_hf(convs: list, args: argparse.Namespace, grouped: bool = False) -> dict
             max_grad_norm=STEP["max_grad_norm"], lr_scheduler_type="linear", weight_decay=0.0,
             save_strategy="no", report_to=[], seed=args.seed, use_cpu=True,
             # the baseline's best configuration: bf16 exactly where ours uses it
-            bf16=cpu_has_native_bf16(),
+            bf16=cpu_prefers_bf16(),
             train_sampling_strategy="group_by_length" if grouped else "random",
             dataloader_num_workers=0, logging_steps=1,
             disable_tqdm=True)

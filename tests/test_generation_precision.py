@@ -11,7 +11,7 @@ from buckle.data import load_prompts
 from buckle.generation import GenerationEngine, SamplingParams, encode_chat
 from buckle.generation.attention import NAME, decode_attention, decode_attention_for
 from buckle.generation.precision import decode_dtype
-from buckle.models.device import cpu_has_native_bf16
+from buckle.models.device import cpu_prefers_bf16
 from buckle.models.precision import weights_as
 
 GREEDY = SamplingParams(max_new_tokens=24)
@@ -22,7 +22,7 @@ def test_auto_decodes_in_bf16_exactly_where_the_cpu_multiplies_it(default_model,
     assert next(model.parameters()).dtype == torch.float32
     assert decode_dtype(model, "fp32") == torch.float32
     assert decode_dtype(model, "bf16") == torch.bfloat16
-    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    expected = torch.bfloat16 if cpu_prefers_bf16() else torch.float32
     assert decode_dtype(model, "auto") == expected
     monkeypatch.setenv("BUCKLE_GENERATION_PRECISION", "bf16")
     assert decode_dtype(model) == torch.bfloat16  # the environment decides when no argument

@@ -74,9 +74,9 @@ def test_autocast_auto_means_bf16_where_the_hardware_has_it(monkeypatch):
     from buckle.training import trainer
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(trainer, "cpu_prefers_bf16", lambda: False)
     assert autocast_dtype(TrainingConfig(), cpu) is None
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(trainer, "cpu_prefers_bf16", lambda: True)
     assert autocast_dtype(TrainingConfig(), cpu) is torch.bfloat16
     assert autocast_dtype(TrainingConfig(autocast="off"), cpu) is None
     assert autocast_dtype(TrainingConfig(), cuda) is torch.bfloat16

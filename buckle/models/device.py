@@ -38,11 +38,9 @@ def precision_choice(value: str | None, env: str,
 
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX-BF16, Linux flags).
+    """True when this CPU's flags list a bf16 multiply instruction (AVX512-BF16 or AMX-BF16).
 
-    There bf16 autocast is several times faster than fp32 (MiniLM encoding 3.7x, LoRA training
-    about 2x, docs/benchmarks.md); elsewhere it is emulated and slower, so callers stay in fp32.
-    """
+    Necessary for bf16 to be fast, not sufficient: use `cpu_prefers_bf16` to decide."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
@@ -52,3 +50,41 @@ def cpu_has_native_bf16() -> bool:
             flags = set(line.split(":", 1)[1].split())
             return bool(flags & {"avx512_bf16", "amx_bf16"})
     return False
+
+
+BF16_MIN_SPEEDUP = 1.25  # below this the rounding cost of bf16 buys too little
+
+
+@lru_cache(maxsize=1)
+def cpu_bf16_speedup(rows: int = 128, width: int = 896, out: int = 4864, repeats: int = 3
+                     ) -> float:
+    """fp32 time / bf16 time of one decode-shaped linear (Qwen2.5-0.5B's gate projection at
+    128 rows), measured once per process on the current threads (~0.1 s).
+
+    Measured because the flags do not tell: a 2-vCPU AMD EPYC with AVX512-BF16 decoded an
+    evaluation 3.5x faster in bf16 than fp32, an Intel Xeon VM whose flags also list AVX512-BF16
+    (no AMX) 0.69x (docs/benchmarks.md). Each dtype takes its fastest of `repeats` runs after
+    a warm-up, so a brief disturbance does not flip the answer."""
+    import time
+
+    gen = torch.Generator().manual_seed(0)
+    x32 = torch.randn(rows, width, generator=gen)
+    w32 = torch.randn(out, width, generator=gen)
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x, w = x32.to(dtype), w32.to(dtype)
+        torch.nn.functional.linear(x, w)  # warm-up: kernel selection, page faults
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.nn.functional.linear(x, w)
+            times.append(time.perf_counter() - start)
+        best[dtype] = min(times)
+    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+
+
+def cpu_prefers_bf16() -> bool:
+    """bf16 on this CPU? Where its flags list a bf16 multiply and a measured bf16 matmul is at
+    least `BF16_MIN_SPEEDUP` times faster than fp32 (`cpu_bf16_speedup`). What `auto` means for
+    the engine's decoding, the trainer's autocast and the judges' encoder."""
+    return cpu_has_native_bf16() and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP

@@ -1,0 +1,35 @@
+"""`auto` precision is decided by a measured bf16 matmul, not by the CPU's flags alone."""
+
+from __future__ import annotations
+
+import torch
+
+from buckle.generation import precision
+from buckle.models import device
+
+
+def test_bf16_speedup_is_measured_once_per_process():
+    device.cpu_bf16_speedup.cache_clear()
+    first = device.cpu_bf16_speedup()
+    assert 0.01 < first < 100  # a real ratio of two timings on this CPU
+    assert device.cpu_bf16_speedup() == first  # cached: every caller gets the same answer
+    assert device.cpu_bf16_speedup.cache_info().hits >= 1
+
+
+def test_flags_alone_do_not_choose_bf16(monkeypatch):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.69)  # the Intel VM of the docs
+    assert not device.cpu_prefers_bf16()
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 3.5)  # the EPYC with AVX512-BF16
+    assert device.cpu_prefers_bf16()
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)  # emulated bf16
+    assert not device.cpu_prefers_bf16()
+
+
+def test_auto_decoding_follows_the_measurement(monkeypatch):
+    cpu = torch.device("cpu")
+    for prefers, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        monkeypatch.setattr(precision, "cpu_prefers_bf16", lambda p=prefers: p)
+        assert precision.resolve_dtype("auto", torch.float32, cpu) == dtype
+        assert precision.resolve_dtype("fp32", torch.float32, cpu) == torch.float32
+        assert precision.resolve_dtype("bf16", torch.float32, cpu) == torch.bfloat16
