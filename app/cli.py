@@ -156,6 +156,16 @@ def worker_cmd(queues: Annotated[str, typer.Option(help="train (GPU work), defau
     os.execv(sys.executable, worker_command(queues, concurrency, queues.replace(",", "-")))
 
 
+def light_worker_env(env: dict[str, str]) -> dict[str, str]:
+    """The embedded light worker (validation, screening) computes on one torch thread unless the
+    operator chose a count; the training worker keeps every core. Both on one thread made a
+    hardened job 1.5x slower on a 2-core VM (530 vs 358 s, docs/benchmarks.md), and the light
+    queue's work is short and mostly runs before training starts."""
+    if env.get("BUCKLE_TORCH_THREADS") or env.get("OMP_NUM_THREADS"):
+        return env
+    return dict(env, BUCKLE_TORCH_THREADS="1")
+
+
 @app.command("up")
 def up(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None,
        api_workers: int = 1) -> None:
@@ -167,10 +177,10 @@ def up(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None,
     settings = get_settings()
     _migrate()
     env = dict(os.environ, BUCKLE_DATA_DIR=str(settings.resolved_data_dir))
-    procs = [subprocess.Popen(cmd, env=env) for cmd in (
-        api_command(host, port, api_workers),
-        worker_command("train", 1, "train"),
-        worker_command("default", 1, "default"))]
+    procs = [subprocess.Popen(cmd, env=e) for cmd, e in (
+        (api_command(host, port, api_workers), env),
+        (worker_command("train", 1, "train"), env),
+        (worker_command("default", 1, "default"), light_worker_env(env)))]
     console.print(f"Buckle is up: http://{host}:{port} (docs: /docs), data in "
                   f"{settings.resolved_data_dir}. Ctrl-C to stop.")
     stopping = False

@@ -12,10 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUCKLE_EXTRAS=demo bash scripts/bootstrap.sh
 MODEL=${BUCKLE_DEMO_MODEL:-qwen2.5-coder-0.5b-instruct}
-# Torch's default (one thread per core) leaves none for the API and the client, and its threads
-# then spin waiting for each other: on a 2-core machine that made the job several times slower.
-CORES=$(nproc)
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( CORES > 1 ? CORES - 1 : 1 ))}
+# Threads: `buckle up` gives its training worker every core and its light worker one thread
+# (app/cli.py::light_worker_env); set OMP_NUM_THREADS or BUCKLE_TORCH_THREADS to choose yourself.
 .venv/bin/buckle models pull "$MODEL" >/dev/null
 
 DATA=${BUCKLE_DEMO_DATA_DIR:-$(mktemp -d -t buckle-demo.XXXXXX)}

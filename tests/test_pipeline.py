@@ -250,3 +250,29 @@ def test_every_checkpoint_is_reported_with_its_global_step_across_stages_and_res
     assert [c["step"] for c in result.checkpoints] == [3, 4, 6, 8, 9]  # this run: from 3 on
     resumed = next(e for e in second if e.stage == "checkpoint")
     assert resumed.data["step"] == 3  # the resume reports the checkpoint it starts from
+
+
+def test_utility_is_decoded_in_the_evaluation_precision_and_cached_per_dtype(default_model,
+                                                                             tmp_path):
+    from buckle.pipeline.runner import _Models, _utility_cached
+
+    validation = [Conversation.model_validate({"messages": [
+        {"role": "user", "content": f"Reply with the number {i} and nothing else."},
+        {"role": "assistant", "content": str(i)}]}) for i in range(2)]
+    events: list[str] = []
+
+    class Events:
+        def __call__(self, stage: str, message: str, *a: object, **k: object) -> None:
+            events.append(message)
+
+        def check(self, where: str) -> None:
+            pass
+
+    models = _Models(default_model)
+    fp32 = _utility_cached(models, None, validation, "fp32", tmp_path, Events())
+    assert _utility_cached(models, None, validation, "fp32", tmp_path, Events()) == fp32
+    assert len(events) == 1  # the second fp32 call was a cache hit
+    bf16 = _utility_cached(models, None, validation, "bf16", tmp_path, Events())
+    assert len(events) == 2  # another decode dtype is measured, never served from fp32's file
+    assert len(list(tmp_path.glob("utility-*.json"))) == 2
+    assert bf16["n"] == fp32["n"] == 2

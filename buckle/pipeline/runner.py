@@ -29,6 +29,7 @@ from buckle.evaluation.report import SCHEMA_VERSION, SafetyReport, compare_chart
 from buckle.evaluation.runner import EvalConfig, evaluate
 from buckle.evaluation.utility import utility
 from buckle.evaluation.weights import judges_fingerprint
+from buckle.generation import GenerationEngine
 from buckle.generation.precision import resolve_dtype
 from buckle.models import load_model
 from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy
@@ -141,9 +142,10 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
 
     utility = None
     if spec.evaluate and validation:
-        utility = {"base": _utility_cached(models, None, validation, buckle_home() / "evals",
-                                           events),
-                   "adapter": _utility_cached(models, adapter, validation, work / "eval", events)}
+        utility = {"base": _utility_cached(models, None, validation, eval_config.precision,
+                                           buckle_home() / "evals", events),
+                   "adapter": _utility_cached(models, adapter, validation, eval_config.precision,
+                                              work / "eval", events)}
     events("save", "writing the adapter and its safety report")
     out = _save(work, spec, policy, adapter, adapter_report, base_report, stages, corpus_info,
                 rounds, base)
@@ -317,11 +319,7 @@ def _evaluate_cached(models: _Models, config: EvalConfig, adapter: Path | None, 
     that model; an adapter's by its weights' sha256.
     """
     settings = {k: v for k, v in asdict(config).items() if k != "rubric"}
-    # The dtype replies are decoded in, resolved (the environment may decide it); left out of
-    # the key when it is the model's own, so reports stored before bf16 decoding stay reusable.
-    dtype = resolve_dtype(settings.pop("precision"), models.base.dtype, models.base.device)
-    if dtype != models.base.dtype:
-        settings["decode_dtype"] = str(dtype)
+    settings.update(_decode_key(models, settings.pop("precision")))
     weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
     # the report schema and the judges' weights are part of the key: a report measured with
     # other judges (or the keyword-ASR schema 1) is never reused next to a fresh one
@@ -342,13 +340,26 @@ def _evaluate_cached(models: _Models, config: EvalConfig, adapter: Path | None, 
     return report, path
 
 
+def _decode_key(models: _Models, precision: str | None) -> dict[str, str]:
+    """The dtype replies are decoded in, resolved (the environment or the CPU may decide it),
+    for a cache key; empty when it is the model's own, so results stored before bf16 decoding
+    stay reusable."""
+    dtype = resolve_dtype(precision, models.base.dtype, models.base.device)
+    return {"decode_dtype": str(dtype)} if dtype != models.base.dtype else {}
+
+
 def _utility_cached(models: _Models, adapter: Path | None, validation: list[Conversation],
-                    folder: Path, events: _Events) -> dict[str, Any]:
-    """`buckle.evaluation.utility` on the validation file, stored like evaluation reports."""
+                    precision: str | None, folder: Path, events: _Events) -> dict[str, Any]:
+    """`buckle.evaluation.utility` on the validation file, decoded in the evaluation's
+    precision and stored like evaluation reports (the decode dtype is part of the key: exact
+    match is measured on generated replies)."""
     weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
     data = "\n".join(c.to_json() for c in validation)
-    key = hashlib.sha256(json.dumps(["utility-v1", models.base.fingerprint, weights, data]
-                                    ).encode()).hexdigest()[:24]
+    parts = ["utility-v1", models.base.fingerprint, weights, data]
+    decode = _decode_key(models, precision)
+    if decode:
+        parts.append(decode)
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
     path = folder / f"utility-{key}.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
@@ -356,7 +367,8 @@ def _utility_cached(models: _Models, adapter: Path | None, validation: list[Conv
     events("evaluate", f"measuring the {what}'s utility on {len(validation)} held-out lines")
     events.check(f"before measuring the {what}'s utility")
     model = models.get(adapter)
-    result = utility(model, validation)
+    result = utility(model, validation,
+                     engine=GenerationEngine.from_loaded(model, precision=precision))
     atomic_write_json(path, result)
     return result
 

@@ -46,6 +46,22 @@ def _steps(stack, job_id: str) -> list[tuple[int, int]]:
     return steps_log(Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts", job_id)
 
 
+@pytest.mark.parametrize(("env", "light"), [
+    ({}, "1"),  # embedded: the light worker on one thread, training keeps every core
+    ({"OMP_NUM_THREADS": "2"}, None),  # an operator's choice applies to both, unchanged
+    ({"BUCKLE_TORCH_THREADS": "3"}, "3"),
+])
+def test_buckle_up_gives_its_light_worker_one_thread_unless_told(env, light):
+    from app.cli import light_worker_env
+
+    base = {"PATH": "/usr/bin", **env}
+    out = light_worker_env(base)
+    assert out.get("BUCKLE_TORCH_THREADS") == light
+    assert {k: v for k, v in out.items() if k != "BUCKLE_TORCH_THREADS"} == {
+        k: v for k, v in base.items() if k != "BUCKLE_TORCH_THREADS"}
+    assert base == {"PATH": "/usr/bin", **env}  # the caller's dict is untouched
+
+
 @BOTH
 def test_job_runs_to_an_adapter_with_events_checkpoints_and_scores(fresh_stack):
     fresh_stack.start_api()
