@@ -319,7 +319,12 @@ def _evaluate_cached(models: _Models, config: EvalConfig, adapter: Path | None, 
     that model; an adapter's by its weights' sha256.
     """
     settings = {k: v for k, v in asdict(config).items() if k != "rubric"}
-    settings.update(_decode_key(models, settings.pop("precision")))
+    # The dtype replies are decoded in, resolved (the environment or the CPU may decide it);
+    # left out of the key when it is the model's own, so reports stored before bf16 decoding
+    # stay reusable (reports were keyed by dtype from the start of bf16 decoding).
+    dtype = resolve_dtype(settings.pop("precision"), models.base.dtype, models.base.device)
+    if dtype != models.base.dtype:
+        settings["decode_dtype"] = str(dtype)
     weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
     # the report schema and the judges' weights are part of the key: a report measured with
     # other judges (or the keyword-ASR schema 1) is never reused next to a fresh one
@@ -340,14 +345,6 @@ def _evaluate_cached(models: _Models, config: EvalConfig, adapter: Path | None, 
     return report, path
 
 
-def _decode_key(models: _Models, precision: str | None) -> dict[str, str]:
-    """The dtype replies are decoded in, resolved (the environment or the CPU may decide it),
-    for a cache key; empty when it is the model's own, so results stored before bf16 decoding
-    stay reusable."""
-    dtype = resolve_dtype(precision, models.base.dtype, models.base.device)
-    return {"decode_dtype": str(dtype)} if dtype != models.base.dtype else {}
-
-
 def _utility_cached(models: _Models, adapter: Path | None, validation: list[Conversation],
                     precision: str | None, folder: Path, events: _Events) -> dict[str, Any]:
     """`buckle.evaluation.utility` on the validation file, decoded in the evaluation's
@@ -355,11 +352,10 @@ def _utility_cached(models: _Models, adapter: Path | None, validation: list[Conv
     match is measured on generated replies)."""
     weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
     data = "\n".join(c.to_json() for c in validation)
-    parts = ["utility-v1", models.base.fingerprint, weights, data]
-    decode = _decode_key(models, precision)
-    if decode:
-        parts.append(decode)
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+    # v2: v1 keys carried no dtype, so a v1 file may hold bf16-decoded replies under fp32's key
+    dtype = resolve_dtype(precision, models.base.dtype, models.base.device)
+    key = hashlib.sha256(json.dumps(["utility-v2", models.base.fingerprint, weights, data,
+                                     str(dtype)]).encode()).hexdigest()[:24]
     path = folder / f"utility-{key}.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
