@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,18 +56,19 @@ def cpu_has_native_bf16() -> bool:
 BF16_MIN_SPEEDUP = 1.25  # below this the rounding cost of bf16 buys too little
 
 
+_PROBE = (128, 896, 4864)  # rows, in, out: Qwen2.5-0.5B's gate projection at 128 rows
+
+
 @lru_cache(maxsize=1)
-def cpu_bf16_speedup(rows: int = 128, width: int = 896, out: int = 4864, repeats: int = 3
-                     ) -> float:
+def cpu_bf16_speedup() -> float:
     """fp32 time / bf16 time of one decode-shaped linear (Qwen2.5-0.5B's gate projection at
     128 rows), measured once per process on the current threads (~0.1 s).
 
     Measured because the flags do not tell: a 2-vCPU AMD EPYC with AVX512-BF16 decoded an
     evaluation 3.5x faster in bf16 than fp32, an Intel Xeon VM whose flags also list AVX512-BF16
-    (no AMX) 0.69x (docs/benchmarks.md). Each dtype takes its fastest of `repeats` runs after
+    (no AMX) 0.69x (docs/benchmarks.md). Each dtype takes its fastest of 3 runs after
     a warm-up, so a brief disturbance does not flip the answer."""
-    import time
-
+    rows, width, out = _PROBE
     gen = torch.Generator().manual_seed(0)
     x32 = torch.randn(rows, width, generator=gen)
     w32 = torch.randn(out, width, generator=gen)
@@ -75,7 +77,7 @@ def cpu_bf16_speedup(rows: int = 128, width: int = 896, out: int = 4864, repeats
         x, w = x32.to(dtype), w32.to(dtype)
         torch.nn.functional.linear(x, w)  # warm-up: kernel selection, page faults
         times = []
-        for _ in range(repeats):
+        for _ in range(3):
             start = time.perf_counter()
             torch.nn.functional.linear(x, w)
             times.append(time.perf_counter() - start)
