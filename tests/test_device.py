@@ -18,9 +18,9 @@ def test_bf16_speedup_is_measured_once_per_process():
 
 def test_flags_alone_do_not_choose_bf16(monkeypatch):
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.69)  # the Intel VM of the docs
+    monkeypatch.setattr(device, "_host_bf16_speedup", lambda: 0.69)  # the Intel VM of the docs
     assert not device.cpu_prefers_bf16()
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 3.5)  # the EPYC with AVX512-BF16
+    monkeypatch.setattr(device, "_host_bf16_speedup", lambda: 3.5)  # the EPYC with AVX512-BF16
     assert device.cpu_prefers_bf16()
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)  # emulated bf16
     assert not device.cpu_prefers_bf16()
@@ -33,3 +33,11 @@ def test_auto_decoding_follows_the_measurement(monkeypatch):
         assert precision.resolve_dtype("auto", torch.float32, cpu) == dtype
         assert precision.resolve_dtype("fp32", torch.float32, cpu) == torch.float32
         assert precision.resolve_dtype("bf16", torch.float32, cpu) == torch.bfloat16
+
+
+def test_every_process_on_a_host_reuses_the_first_measurement(monkeypatch, tmp_path):
+    monkeypatch.setenv("BUCKLE_HOME", str(tmp_path))
+    first = device._host_bf16_speedup()
+    (stored,) = (tmp_path / "host").glob("bf16-speedup-*.json")
+    stored.write_text('{"speedup": 42.0}')  # what another process measured first
+    assert device._host_bf16_speedup() == 42.0 != first

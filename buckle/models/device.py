@@ -85,8 +85,39 @@ def cpu_bf16_speedup() -> float:
     return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
 
 
+def _host_bf16_speedup() -> float:
+    """`cpu_bf16_speedup`, measured once per host and torch version and kept in BUCKLE_HOME, so
+    every process on a machine makes the same choice (a resumed training run must compute in the
+    dtype its first part used; a per-process timing under load could flip it)."""
+    import hashlib
+    import json
+
+    from buckle.settings import buckle_home
+
+    try:
+        cpu = Path("/proc/cpuinfo").read_text(errors="replace").split("\n\n")[0]
+    except OSError:
+        cpu = ""
+    key = hashlib.sha256(f"{torch.__version__}|{torch.get_num_threads()}|{cpu}".encode()
+                         ).hexdigest()[:16]
+    path = buckle_home() / "host" / f"bf16-speedup-{key}.json"
+    try:
+        return float(json.loads(path.read_text())["speedup"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    speedup = cpu_bf16_speedup()
+    try:
+        from buckle.atomic import atomic_write_json
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"speedup": speedup})
+    except OSError:
+        pass  # a read-only home: the choice is per process then
+    return speedup
+
+
 def cpu_prefers_bf16() -> bool:
     """bf16 on this CPU? Where its flags list a bf16 multiply and a measured bf16 matmul is at
     least `BF16_MIN_SPEEDUP` times faster than fp32 (`cpu_bf16_speedup`). What `auto` means for
     the engine's decoding, the trainer's autocast and the judges' encoder."""
-    return cpu_has_native_bf16() and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
+    return cpu_has_native_bf16() and _host_bf16_speedup() >= BF16_MIN_SPEEDUP
