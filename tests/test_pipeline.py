@@ -77,6 +77,27 @@ def test_safety_stages_take_the_policy_dose_unless_the_job_sets_one():
     assert customer.n_epochs == 3  # not changed in place
 
 
+def test_restore_share_draws_each_part_at_its_share_and_auto_rounds_draw_afresh():
+    from buckle.pipeline.policies import AutoPolicy
+
+    customer = _convs(5, "customer")
+    safety = _convs(30, "decline") + _convs(60, "anchor")  # two parts, 1 : 2
+    full = get_policy("post").stages(customer, safety, ratio=0.25, seed=0, strata=[30, 60])
+    assert full[1].conversations == tuple(safety) and full[1].safety_items == 90
+    half = get_policy("post").stages(customer, safety, ratio=0.25, seed=0, strata=[30, 60],
+                                     restore_share=0.5)[1]
+    items = half.conversations
+    assert half.safety_items == len(items) == 45 and len(set(items)) == 45  # no repeats
+    assert sum(c.prompt.startswith("decline") for c in items) == 15  # the corpus's 1 : 2
+    r1 = AutoPolicy.restore_stage(safety, 1, share=0.5, seed=0, strata=[30, 60])
+    r2 = AutoPolicy.restore_stage(safety, 2, share=0.5, seed=0, strata=[30, 60])
+    assert len(r1.conversations) == 45 and r1.conversations != r2.conversations
+    assert AutoPolicy.restore_stage(safety, 1, share=0.5, seed=0,
+                                    strata=[30, 60]).conversations == r1.conversations
+    with pytest.raises(ValueError, match="restore share"):
+        get_policy("post").stages(customer, safety, ratio=0.25, seed=0, restore_share=0)
+
+
 def test_policies_order_their_stages():
     customer, safety = _convs(5, "customer"), _convs(3, "curated")
     names = {name: [s.name for s in get_policy(name).stages(customer, safety, ratio=0.25,

@@ -55,14 +55,23 @@ def mix(customer: Sequence[Conversation], safety: Sequence[Conversation], ratio:
         raise ValueError(f"ratio must be in (0, 1), got {ratio}")
     if not safety:
         raise ValueError("no safety items to mix in")
+    rng = random.Random(seed)
+    n_safety = max(1, round(ratio / (1 - ratio) * len(customer)))
+    mixed = list(customer) + draw(safety, n_safety, rng, strata)
+    rng.shuffle(mixed)
+    return mixed, n_safety
+
+
+def draw(safety: Sequence[Conversation], n: int, rng: random.Random,
+         strata: Sequence[int] = ()) -> list[Conversation]:
+    """n safety items, each part of `strata` (consecutive sizes) drawn at its share, without
+    replacement while a part lasts, then cycled. Shared by `mix` and the restore stages."""
     strata = list(strata) or [len(safety)]
     if sum(strata) != len(safety) or min(strata) < 0:
         raise ValueError(f"strata {list(strata)} do not add up to {len(safety)} safety items")
-    rng = random.Random(seed)
-    n_safety = max(1, round(ratio / (1 - ratio) * len(customer)))
     chosen: list[Conversation] = []
     start = 0
-    for size, k in zip(strata, _shares(n_safety, strata), strict=True):
+    for size, k in zip(strata, _shares(n, strata), strict=True):
         pool = list(safety[start:start + size])
         start += size
         taken: list[Conversation] = []
@@ -70,9 +79,19 @@ def mix(customer: Sequence[Conversation], safety: Sequence[Conversation], ratio:
             rng.shuffle(pool)
             taken.extend(pool[:k - len(taken)])
         chosen += taken
-    mixed = list(customer) + chosen
-    rng.shuffle(mixed)
-    return mixed, n_safety
+    return chosen
+
+
+def restore_items(safety: Sequence[Conversation], share: float, seed: int,
+                  strata: Sequence[int] = ()) -> tuple[Conversation, ...]:
+    """What a restore stage trains on: the whole corpus (share 1) or a stratified `share` of
+    it (at least one item), so a smaller dose keeps the parts' composition."""
+    if not 0 < share <= 1:
+        raise ValueError(f"restore share must be in (0, 1], got {share}")
+    if share == 1:
+        return tuple(safety)
+    n = max(1, round(share * len(safety)))
+    return tuple(draw(safety, n, random.Random(seed), strata))
 
 
 def _shares(n: int, sizes: Sequence[int]) -> list[int]:
@@ -94,6 +113,7 @@ class Dose:
 
     epochs: int | None = None  # None: the customer's n_epochs
     learning_rate_scale: float = 1.0  # times the customer's learning rate
+    restore_share: float = 1.0  # share of the corpus a restore stage trains on (stratified)
 
 
 class SafetyPolicy:
@@ -108,9 +128,10 @@ class SafetyPolicy:
 
     def stages(self, customer: Sequence[Conversation], safety: Sequence[Conversation], *,
                ratio: float, seed: int, strata: Sequence[int] = (),
-               harmful: Sequence[Conversation] = ()) -> list[Stage]:
+               harmful: Sequence[Conversation] = (), restore_share: float = 1.0) -> list[Stage]:
         """`strata`: sizes of the consecutive corpus parts in `safety` (see `mix`); `harmful`:
-        pairs for an immunize stage's Booster term (policies with `immunizes` only)."""
+        pairs for an immunize stage's Booster term (policies with `immunizes` only);
+        `restore_share`: share of the corpus a restore stage draws (`restore_items`)."""
         raise NotImplementedError
 
 
@@ -118,7 +139,8 @@ class NoPolicy(SafetyPolicy):
     name, safety_data = "none", "none"
     description = "the customer's data only (the control)"
 
-    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=()):
+    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=(),
+               restore_share=1.0):
         return [Stage("customer", tuple(customer))]
 
 
@@ -129,7 +151,8 @@ class PrePolicy(SafetyPolicy):
     dose = Dose(epochs=1)
     immunizes = True
 
-    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=()):
+    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=(),
+               restore_share=1.0):
         return [Stage("immunize", tuple(safety), len(safety), tuple(harmful)),
                 Stage("customer", tuple(customer))]
 
@@ -138,7 +161,8 @@ class DuringPolicy(SafetyPolicy):
     name = "during"
     description = "mix curated items into the customer's data (curated_ratio of the mix)"
 
-    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=()):
+    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=(),
+               restore_share=1.0):
         mixed, n = mix(customer, safety, ratio, seed, strata)
         return [Stage("mixed", tuple(mixed), n)]
 
@@ -150,9 +174,10 @@ class PostPolicy(SafetyPolicy):
     # over-refusal below the base and full utility (the full rate: +1.7 points, -2.5 EM)
     dose = Dose(epochs=1, learning_rate_scale=0.5)
 
-    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=()):
-        return [Stage("customer", tuple(customer)),
-                Stage("restore", tuple(safety), len(safety))]
+    def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=(),
+               restore_share=1.0):
+        items = restore_items(safety, restore_share, seed, strata)
+        return [Stage("customer", tuple(customer)), Stage("restore", items, len(items))]
 
 
 class AutoPolicy(DuringPolicy):
@@ -165,8 +190,11 @@ class AutoPolicy(DuringPolicy):
     dose = PostPolicy.dose  # each restore round is a `post` restore
 
     @staticmethod
-    def restore_stage(safety: Sequence[Conversation], round_: int) -> Stage:
-        return Stage(f"restore-{round_}", tuple(safety), len(safety))
+    def restore_stage(safety: Sequence[Conversation], round_: int, *, share: float = 1.0,
+                      seed: int = 0, strata: Sequence[int] = ()) -> Stage:
+        """Round `round_`'s restore: `share` of the corpus, a fresh stratified draw per round."""
+        items = restore_items(safety, share, seed + round_, strata)
+        return Stage(f"restore-{round_}", items, len(items))
 
 
 class RefusalMixPolicy(DuringPolicy):

@@ -121,6 +121,9 @@ class SafetySpec(BaseModel):
     # None = the customer's n_epochs / learning_rate.
     safety_epochs: int | None = Field(None, ge=1, le=50)
     safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
+    # share of the corpus a restore stage (`post`, `auto`'s rounds) trains on, drawn per part
+    # at its share; None = the policy's documented dose
+    restore_share: float | None = Field(None, gt=0, le=1)
     immunize: ImmunizeSpec = Field(default_factory=ImmunizeSpec)
     curation: CurationSpec = Field(default_factory=CurationSpec)
 
