@@ -112,9 +112,9 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     strata = [p["items"] for p in (corpus_info.get("parts") or {}).values()]
     booster = spec.safety.immunize.method == "booster" and policy.immunizes
     harmful = harmful_pairs(spec, held_out) if booster else []
+    share = restore_share(policy, spec.safety)
     stages = policy.stages(customer, safety, ratio=spec.safety.curated_ratio, seed=spec.seed,
-                           strata=strata, harmful=harmful,
-                           restore_share=restore_share(policy, spec.safety))
+                           strata=strata, harmful=harmful, restore_share=share)
     if policy.immunizes and spec.safety.immunize.layout == "merged":
         stages = [stages[0], *(replace(s, on_merged=True) for s in stages[1:])]
     train_config = TrainingConfig(n_epochs=hp.n_epochs, batch_size=hp.batch_size,
@@ -139,7 +139,7 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
         if isinstance(policy, AutoPolicy):
             adapter, adapter_report, rounds = _auto_rounds(
                 spec, models, base_report, adapter, adapter_report, safety, trainer, eval_config,
-                work, events, strata)
+                work, events, strata, share)
 
     utility = None
     if spec.evaluate and validation:
@@ -157,7 +157,7 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                       "dose": {"curated_ratio": spec.safety.curated_ratio,
                                "safety_epochs": safety_config.n_epochs,
                                "safety_learning_rate": safety_config.learning_rate,
-                               "restore_share": restore_share(policy, spec.safety),
+                               "restore_share": share,
                                "immunize": spec.safety.immunize.method if booster else None,
                                "immunize_layout": (spec.safety.immunize.layout
                                                    if policy.immunizes else None)},
@@ -245,8 +245,8 @@ class _StageTrainer:
 
 def _auto_rounds(spec: JobSpec, models: _Models, base_report: SafetyReport, adapter: Path,
                  report: SafetyReport, safety: list[Conversation], trainer: _StageTrainer,
-                 eval_config: EvalConfig, work: Path, events: _Events,
-                 strata: list[int]) -> tuple[Path, SafetyReport, list[dict[str, Any]]]:
+                 eval_config: EvalConfig, work: Path, events: _Events, strata: list[int],
+                 share: float) -> tuple[Path, SafetyReport, list[dict[str, Any]]]:
     """`auto`: restore on the curated corpus while ASR rises more than `max_asr` over base."""
     allowed = spec.safety.max_asr if spec.safety.max_asr is not None else 0.1
     base_asr = base_report.asr.value if base_report.asr else 0.0
@@ -255,8 +255,7 @@ def _auto_rounds(spec: JobSpec, models: _Models, base_report: SafetyReport, adap
         if _asr(report) - base_asr <= allowed:
             break
         events.check(f"before restore round {r}")
-        stage = AutoPolicy.restore_stage(safety, r, seed=spec.seed, strata=strata,
-                                         share=restore_share(AutoPolicy(), spec.safety))
+        stage = AutoPolicy.restore_stage(safety, r, seed=spec.seed, strata=strata, share=share)
         adapter = trainer.run_stage(stage, AUTO_STAGE_BASE + r, adapter)
         report, _ = _evaluate_cached(models, eval_config, adapter, work / "eval", events)
         rounds.append({"round": r, "stage": stage.name, "asr": _asr(report),
