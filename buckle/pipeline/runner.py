@@ -34,7 +34,7 @@ from buckle.generation.precision import resolve_dtype
 from buckle.models import load_model
 from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy
 from buckle.pipeline.release import base_model_card, make_portable, public_report, scrub_paths
-from buckle.pipeline.safety_data import harmful_pairs, safety_data
+from buckle.pipeline.safety_data import decline_negatives, harmful_pairs, safety_data
 from buckle.pipeline.spec import (
     CancelCheck,
     JobCancelled,
@@ -52,6 +52,7 @@ from buckle.training import (
     BoosterConfig,
     TrainingConfig,
     TrainProgress,
+    UnlikelihoodConfig,
     stack_adapters,
     train_lora,
 )
@@ -124,8 +125,11 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     safety_config = safety_stage_config(train_config, policy, spec.safety)
     booster_config = BoosterConfig(weight=spec.safety.immunize.weight,
                                    step=spec.safety.immunize.step) if booster else None
+    weight = spec.safety.unlikelihood
+    negatives = decline_negatives(safety, corpus_info) if weight else []
     trainer = _StageTrainer(base, train_config, work / "train", events, safety_config,
-                            booster_config)
+                            booster_config,
+                            UnlikelihoodConfig(weight=weight) if weight else None, negatives)
     adapter = trainer.run_all(stages)
     events.check("after training")
 
@@ -158,6 +162,7 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                                "safety_epochs": safety_config.n_epochs,
                                "safety_learning_rate": safety_config.learning_rate,
                                "restore_share": share,
+                               "unlikelihood": weight,
                                "immunize": spec.safety.immunize.method if booster else None,
                                "immunize_layout": (spec.safety.immunize.layout
                                                    if policy.immunizes else None)},
@@ -175,11 +180,15 @@ class _StageTrainer:
 
     def __init__(self, base: Any, config: TrainingConfig, root: Path, events: _Events,
                  safety_config: TrainingConfig | None = None,
-                 booster: BoosterConfig | None = None) -> None:
+                 booster: BoosterConfig | None = None,
+                 unlikelihood: UnlikelihoodConfig | None = None,
+                 negatives: Sequence[Conversation] = ()) -> None:
         self.base, self.config, self.root, self.events = base, config, root, events
         # a stage of safety data only (immunize, restore) trains at the job's safety dose
         self.safety_config = safety_config or config
         self.booster = booster  # Booster's term, on the stages that carry harmful pairs
+        # the unlikelihood term and its pairs, on the stages of safety data only
+        self.unlikelihood, self.negatives = unlikelihood, tuple(negatives)
         self.trained_tokens = 0
         self.checkpoints: list[dict[str, Any]] = []
         self._planned = 0
@@ -222,14 +231,18 @@ class _StageTrainer:
                         last["within"], phase="train", **record)
 
         try:
-            config = (self.safety_config if stage.safety_items == len(stage.conversations) > 0
-                      else self.config)
+            safety_only = stage.safety_items == len(stage.conversations) > 0
+            config = self.safety_config if safety_only else self.config
+            negatives = self.negatives if safety_only and self.unlikelihood else ()
+            if negatives:
+                config = config.model_copy(update={"unlikelihood": self.unlikelihood})
             if stage.harmful:  # Booster's term runs where its pairs are
                 config = config.model_copy(update={"booster": self.booster})
             merged = init if stage.on_merged else None
             result = train_lora(self.base, stage.conversations, config, out,
                                 init_adapter=None if merged else init, base_adapter=merged,
-                                harmful=stage.harmful, progress=progress,
+                                harmful=stage.harmful, negatives=negatives,
+                                progress=progress,
                                 should_cancel=self.events.should_cancel,
                                 on_checkpoint=on_checkpoint)
         except Cancelled as exc:

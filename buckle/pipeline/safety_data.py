@@ -12,6 +12,8 @@ refusal texts (`policies.refusal_pairs`). Every evaluation prompt is removed fro
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from buckle.curation import CurationConfig, curate_source
@@ -185,3 +187,21 @@ def harmful_pairs(spec: JobSpec, held_out: set[str]) -> list[Conversation]:
         raise ValueError(f"immunize: no harmful pairs left in {im.harmful_source} after "
                          "removing evaluation prompts")
     return pairs
+
+
+def decline_negatives(safety: Sequence[Conversation],
+                      info: dict[str, Any]) -> list[Conversation]:
+    """The unlikelihood term's pairs (`SafetySpec.unlikelihood`): each `anchors` prompt with
+    the model's own decline, the `responsible` part's most common reply (for
+    qwen2.5-coder-0.5b-instruct all 83 are "I'm sorry, but I can't assist with that.").
+    `safety` is the corpus in part order, `info` what `safety_data` reported about it."""
+    parts = info.get("parts") or {}
+    if not {"responsible", "anchors"} <= set(parts):
+        raise ValueError("safety.unlikelihood needs the corpus parts 'responsible' (the decline "
+                         f"to avoid) and 'anchors' (where to avoid it); the job has {list(parts)}")
+    spans, start = {}, 0
+    for name, part in parts.items():
+        spans[name] = safety[start:start + part["items"]]
+        start += part["items"]
+    decline = Counter(c.response for c in spans["responsible"]).most_common(1)[0][0]
+    return [Conversation.from_pair(c.prompt, decline) for c in spans["anchors"]]

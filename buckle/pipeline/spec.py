@@ -124,6 +124,11 @@ class SafetySpec(BaseModel):
     # share of the corpus a restore stage (`post`, `auto`'s rounds) trains on, drawn per part
     # at its share; None = the policy's documented dose
     restore_share: float | None = Field(None, gt=0, le=1)
+    # weight of an unlikelihood term in the stages of safety data only (`post`/`auto`'s restore,
+    # `pre`'s immunize): the `anchors` prompts paired with the model's own decline (from
+    # `responsible`) are made unlikely, against the decline leaking onto ordinary prompts;
+    # None = off (`buckle.training.UnlikelihoodConfig`, docs/corpus.md)
+    unlikelihood: float | None = Field(None, gt=0, le=100)
     immunize: ImmunizeSpec = Field(default_factory=ImmunizeSpec)
     curation: CurationSpec = Field(default_factory=CurationSpec)
 

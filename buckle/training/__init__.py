@@ -6,7 +6,7 @@
     # result.adapter_dir loads with peft.PeftModel.from_pretrained or load_model(adapter=...)
 """
 
-from buckle.training.config import BoosterConfig, TrainingConfig
+from buckle.training.config import BoosterConfig, TrainingConfig, UnlikelihoodConfig
 from buckle.training.data import (
     TokenizedConversation,
     encode_conversation,
@@ -27,7 +27,7 @@ from buckle.training.trainer import (
 __all__ = [
     "AdapterMismatchError", "BoosterConfig", "CancelCheck", "ProgressCallback",
     "RunMismatchError", "TokenizedConversation", "TrainProgress", "TrainResult",
-    "TrainingCancelled", "TrainingConfig", "encode_conversation", "epoch_batches",
-    "merged_adapter", "run_fingerprint", "stack_adapters", "tokenize_conversations",
-    "train_lora",
+    "TrainingCancelled", "TrainingConfig", "UnlikelihoodConfig", "encode_conversation",
+    "epoch_batches", "merged_adapter", "run_fingerprint", "stack_adapters",
+    "tokenize_conversations", "train_lora",
 ]

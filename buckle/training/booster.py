@@ -13,13 +13,12 @@ uninterrupted one's arithmetic like the rest of the trainer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 
 from buckle.training.config import BoosterConfig
-from buckle.training.data import MicroBatch, TokenizedConversation, epoch_batches
+from buckle.training.data import MicroBatch, TokenizedConversation, cycled_batch
 
 Accumulate = Callable[[list[MicroBatch]], float]  # adds grad of the mean token loss; returns it
 
@@ -27,10 +26,7 @@ Accumulate = Callable[[list[MicroBatch]], float]  # adds grad of the mean token 
 def harmful_batch(harmful: Sequence[TokenizedConversation], batch_size: int, seed: int,
                   step: int) -> list[TokenizedConversation]:
     """Step `step`'s harmful rows: the harmful set's own length-bucketed epochs, cycled."""
-    lengths = [len(e) for e in harmful]
-    n = math.ceil(len(harmful) / batch_size)  # batches per epoch (`epoch_batches`' count)
-    batches = epoch_batches(lengths, batch_size, seed + 1, step // n)
-    return [harmful[i] for i in batches[step % n]]
+    return cycled_batch(harmful, batch_size, seed + 1, step)
 
 
 def add_perturbation_gradient(params: list[torch.Tensor], harmful_passes: list[MicroBatch],

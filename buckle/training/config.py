@@ -25,6 +25,9 @@ Autocast = Literal["auto", "bf16", "off"]
 # but not what is learned (beyond float rounding): a resumed or reused run may differ in them.
 CPU_PASS_TOKENS, ACCELERATOR_PASS_TOKENS = 1024, 8192
 OPERATIONAL_FIELDS = frozenset({"checkpoint_every", "keep_checkpoints", "micro_batch_tokens"})
+# optional loss terms added after runs were fingerprinted: left out of the hash while off, so
+# adding one never orphans an existing run's checkpoints or finished adapter
+OPTIONAL_TERMS = frozenset({"unlikelihood"})
 
 
 class BoosterConfig(BaseModel):
@@ -43,6 +46,22 @@ class BoosterConfig(BaseModel):
 
     weight: float = Field(5.0, gt=0, le=100)  # lambda
     step: float = Field(0.1, gt=0, le=10)  # alpha, the normalised perturbation size
+
+
+class UnlikelihoodConfig(BaseModel):
+    """A sequence-level unlikelihood term over (prompt, reply to avoid) pairs (Welleck et al.,
+    2019, at the level of a whole reply): each step adds weight x mean over a batch of pairs of
+    -log(1 - P(reply | prompt)). Why: a restore stage teaches the base model's one decline
+    string on harmful prompts, and that string then leaks onto ordinary prompts (benign
+    over-refusal); the anchors' own answers only push it down indirectly. Pairing the anchors'
+    prompts with that decline says "not here" directly, and the term vanishes where the decline
+    is already unlikely, so it acts only on prompts the model would decline. One more pass per
+    step over short rows.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    weight: float = Field(1.0, gt=0, le=100)
 
 
 class TrainingConfig(BaseModel):
@@ -78,6 +97,8 @@ class TrainingConfig(BaseModel):
         keep_checkpoints: how many of the newest checkpoints to keep.
         booster: add Booster's harmful-perturbation term (`BoosterConfig`); the run then needs
             harmful pairs (`train_lora(harmful=...)`). None: plain SFT.
+        unlikelihood: add the unlikelihood term (`UnlikelihoodConfig`); the run then needs
+            (prompt, reply to avoid) pairs (`train_lora(negatives=...)`). None: off.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -100,6 +121,7 @@ class TrainingConfig(BaseModel):
     checkpoint_every: int = Field(50, ge=0)
     keep_checkpoints: int = Field(2, ge=1)
     booster: BoosterConfig | None = None
+    unlikelihood: UnlikelihoodConfig | None = None
 
     @field_validator("lora_target_modules")
     @classmethod
@@ -153,6 +175,6 @@ class TrainingConfig(BaseModel):
         run's checkpoints or its finished adapter.
         """
         learned = {k: v for k, v in self.model_dump(mode="json").items()
-                   if k not in OPERATIONAL_FIELDS}
+                   if k not in OPERATIONAL_FIELDS and not (k in OPTIONAL_TERMS and v is None)}
         canonical = json.dumps(learned, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -228,3 +228,14 @@ def _collate(rows: list[TokenizedConversation], pad_id: int) -> MicroBatch:
     scored = labels[:, 1:]
     return MicroBatch(input_ids=ids, scored=scored, targets=ids[:, 1:][scored],
                       useful_tokens=sum(len(r) for r in rows))
+
+
+def cycled_batch(examples: Sequence[TokenizedConversation], batch_size: int, seed: int,
+                 step: int) -> list[TokenizedConversation]:
+    """Step `step`'s rows of a side set (Booster's harmful pairs, unlikelihood pairs) that is
+    not the epoch's data: the set's own length-bucketed epochs, cycled. A pure function of
+    (seed, step), so a resumed run repeats the uninterrupted one's arithmetic."""
+    lengths = [len(e) for e in examples]
+    n = math.ceil(len(examples) / batch_size)  # batches per epoch (`epoch_batches`' count)
+    batches = epoch_batches(lengths, batch_size, seed, step // n)
+    return [examples[i] for i in batches[step % n]]

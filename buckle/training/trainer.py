@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from filelock import FileLock
 
 from buckle.data.records import Conversation
@@ -52,6 +51,7 @@ from buckle.training.config import TrainingConfig
 from buckle.training.data import (
     MicroBatch,
     TokenizedConversation,
+    cycled_batch,
     epoch_batches,
     micro_batches,
     tokenize_conversations,
@@ -63,6 +63,7 @@ from buckle.training.lora import (
     load_adapter_weights,
     merged_adapter,
 )
+from buckle.training.loss import summed_token_nll, summed_unlikelihood
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ class TrainResult:
 def run_fingerprint(base: LoadedModel, conversations: Sequence[Conversation],
                     config: TrainingConfig, init_adapter: Path | None,
                     harmful: Sequence[Conversation] = (),
-                    base_adapter: Path | None = None) -> str:
+                    base_adapter: Path | None = None,
+                    negatives: Sequence[Conversation] = ()) -> str:
     """sha256 over everything that decides the trained weights."""
     h = hashlib.sha256()
     h.update(f"config:{config.config_hash()}\nbase:{base.fingerprint}\n".encode())
@@ -116,6 +118,10 @@ def run_fingerprint(base: LoadedModel, conversations: Sequence[Conversation],
     if harmful:  # Booster's harmful pairs (absent from plain runs' fingerprints)
         h.update(b"harmful:")
         for conversation in harmful:
+            h.update(conversation.to_json().encode("utf-8") + b"\n")
+    if negatives:  # unlikelihood pairs (absent from runs without the term)
+        h.update(b"negatives:")
+        for conversation in negatives:
             h.update(conversation.to_json().encode("utf-8") + b"\n")
     for label, adapter in ((b"init:", init_adapter), (b"merged:", base_adapter)):
         if adapter is not None:
@@ -134,6 +140,7 @@ def train_lora(
     init_adapter: str | Path | None = None,
     base_adapter: str | Path | None = None,
     harmful: Sequence[Conversation] = (),
+    negatives: Sequence[Conversation] = (),
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     on_checkpoint: CheckpointCallback | None = None,
@@ -147,7 +154,8 @@ def train_lora(
     Booster's layout, where the customer's adapter learns on the immunized model (combine the
     two with `stack_adapters`). `harmful`: the (prompt,
     harmful answer) pairs of `config.booster`'s perturbation term (required with it, refused
-    without it). `base` is used in place
+    without it). `negatives`: the (prompt, reply to avoid) pairs of `config.unlikelihood`'s
+    term (likewise required with it and refused without it). `base` is used in place
     and restored afterwards: no LoRA stays in it and nothing is merged. Raises
     `TrainingCancelled` when `should_cancel()` turns true (checked before every step),
     `DatasetFormatError` for conversations that cannot be trained on (all listed at once),
@@ -164,7 +172,9 @@ def train_lora(
     merged = Path(base_adapter) if base_adapter is not None else None
     if bool(harmful) != (config.booster is not None):
         raise ValueError("harmful pairs go with config.booster, and config.booster needs them")
-    fingerprint = run_fingerprint(base, conversations, config, init, harmful, merged)
+    if bool(negatives) != (config.unlikelihood is not None):
+        raise ValueError("unlikelihood pairs go with config.unlikelihood, and it needs them")
+    fingerprint = run_fingerprint(base, conversations, config, init, harmful, merged, negatives)
     with FileLock(str(out / ".lock")):  # one trainer per directory; released if killed
         remove_partial_writes(out)
         finished = read_final_result(out)
@@ -179,15 +189,16 @@ def train_lora(
         if resume is not None:
             _check_fingerprint(out, read_trainer_state(resume).fingerprint, fingerprint)
         examples = tokenize_conversations(base.tokenizer, conversations, config.max_seq_len)
-        harmful_examples = (tokenize_conversations(base.tokenizer, harmful, config.max_seq_len)
-                            if harmful else [])
+        harmful_examples, negative_examples = (
+            tokenize_conversations(base.tokenizer, side, config.max_seq_len) if side else []
+            for side in (harmful, negatives))
         devices = [base.device.index or 0] if base.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the caller's RNG streams stay untouched
             torch.manual_seed(config.seed)
             with (merged_adapter(base.model, merged) if merged else nullcontext()), \
                     attached_lora(base.model, config) as model:
                 return _fit(model, examples, config, out, fingerprint, init=init, resume=resume,
-                            harmful=harmful_examples,
+                            harmful=harmful_examples, negatives=negative_examples,
                             device=base.device, pad_id=_pad_id(base.tokenizer),
                             progress=progress, should_cancel=should_cancel,
                             on_checkpoint=on_checkpoint or (lambda *_: None))
@@ -216,7 +227,8 @@ def autocast_dtype(config: TrainingConfig, device: torch.device) -> torch.dtype 
 
 def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConfig, out: Path,
          fingerprint: str, *, init: Path | None, resume: Path | None,
-         harmful: list[TokenizedConversation], device: torch.device, pad_id: int, progress: ProgressCallback | None,
+         harmful: list[TokenizedConversation], negatives: list[TokenizedConversation],
+         device: torch.device, pad_id: int, progress: ProgressCallback | None,
          should_cancel: CancelCheck | None, on_checkpoint: CheckpointCallback) -> TrainResult:
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     total = steps_per_epoch * config.n_epochs
@@ -258,8 +270,11 @@ def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConf
         harmful_passes = micro_batches(
             harmful_batch(harmful, config.batch_size, config.seed, state.step), pad_id,
             config.tokens_per_pass(device.type)) if harmful else []
+        negative_passes = micro_batches(
+            cycled_batch(negatives, config.batch_size, config.seed + 2, state.step), pad_id,
+            config.tokens_per_pass(device.type)) if negatives else []
         loss = _optimizer_step(model, passes, params, optimizer, scheduler, config, device, amp,
-                               harmful_passes)
+                               harmful_passes, negative_passes)
         _record(state, loss, passes)
         if progress is not None:
             progress(clock.report(state, loss, sum(p.useful_tokens for p in passes), config))
@@ -308,9 +323,11 @@ class _Clock:
 def _optimizer_step(model: Any, passes: list[MicroBatch], params: list[torch.Tensor],
                     optimizer: torch.optim.Optimizer, scheduler: Any, config: TrainingConfig,
                     device: torch.device, amp: torch.dtype | None,
-                    harmful_passes: list[MicroBatch] = ()) -> float:
+                    harmful_passes: list[MicroBatch] = (),
+                    negative_passes: list[MicroBatch] = ()) -> float:
     """Accumulate gradients over the micro-batches, then clip and step; returns the step's loss
-    (the alignment loss; Booster's term, when on, adds to the gradient only)."""
+    (the alignment loss; Booster's and the unlikelihood term, when on, add to the gradient
+    only)."""
 
     def accumulate(batches: list[MicroBatch]) -> float:
         return _accumulate(model, batches, device, amp)
@@ -318,6 +335,9 @@ def _optimizer_step(model: Any, passes: list[MicroBatch], params: list[torch.Ten
     total = accumulate(passes)
     if harmful_passes and config.booster is not None:
         add_perturbation_gradient(params, list(harmful_passes), accumulate, config.booster)
+    if negative_passes and config.unlikelihood is not None:
+        _accumulate_unlikelihood(model, list(negative_passes), device, amp,
+                                 config.unlikelihood.weight)
     if config.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
     optimizer.step()
@@ -344,18 +364,17 @@ def _accumulate(model: Any, passes: list[MicroBatch], device: torch.device,
     return total
 
 
-def summed_token_nll(model: Any, batch: MicroBatch, device: torch.device) -> torch.Tensor:
-    """Sum of next-token NLL over the batch's assistant tokens; the head runs on those only."""
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    body, head = causal_lm.get_decoder(), causal_lm.get_output_embeddings()
-    ids = batch.input_ids.to(device, non_blocking=True)
-    hidden = body(input_ids=ids, use_cache=False).last_hidden_state
-    picked = hidden[:, :-1][batch.scored.to(device)]
-    logits = head(picked).float()
-    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    if cap:  # Gemma 2 caps logits after the head
-        logits = cap * torch.tanh(logits / cap)
-    return F.cross_entropy(logits, batch.targets.to(device), reduction="sum")
+def _accumulate_unlikelihood(model: Any, passes: list[MicroBatch], device: torch.device,
+                             amp: torch.dtype | None, weight: float) -> float:
+    """Add the gradient of weight x the per-pair mean unlikelihood over `passes`; return it."""
+    rows = sum(p.input_ids.shape[0] for p in passes)
+    total = 0.0
+    for batch in passes:
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            loss = weight * summed_unlikelihood(model, batch, device) / rows
+        loss.backward()
+        total += float(loss.detach())
+    return total
 
 
 def _result_from_summary(out: Path, summary: dict[str, Any], *, reused: bool) -> TrainResult:
