@@ -171,7 +171,10 @@ def test_each_policy_releases_a_loadable_peft_adapter(default_model, customer_fi
         assert config["n_epochs"] == (1 if safety_only else 2)
         assert config["learning_rate"] == pytest.approx(
             hp.learning_rate * (0.5 if stage == "restore" else 1.0))
+        # a corpus file has no decline part: `post`'s unlikelihood dose cannot apply, and is off
+        assert config["unlikelihood"] is None
     assert result.safety["dose"]["safety_epochs"] == (1 if policy in ("pre", "post") else 2)
+    assert result.safety["dose"]["unlikelihood"] == 0.0
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert events[-1].stage == "done"

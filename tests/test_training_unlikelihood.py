@@ -113,13 +113,16 @@ def test_the_term_makes_the_avoided_reply_less_likely_than_plain_sft(default_mod
     assert term.final_loss < term.losses[0]
 
 
-def test_post_with_unlikelihood_trains_only_its_restore_stage_with_the_term(tmp_path):
+@pytest.mark.parametrize("weight,applied", [(0.5, 0.5), (None, 1.0), (0, None)])
+def test_post_trains_only_its_restore_stage_with_the_term_at_its_documented_dose(
+        tmp_path, weight, applied):
+    """The job's weight wins, unset is `post`'s documented dose (1), 0 turns it off."""
     from buckle.pipeline import JobSpec, run
 
     customer = tmp_path / "customer.jsonl"
     customer.write_text("".join(c.to_json() + "\n" for c in
                                 load_conversations("chatterbot", offset=600, limit=4)))
-    safety = {"policy": "post", "eval_limit": 2, "benign_limit": 2, "unlikelihood": 0.5,
+    safety = {"policy": "post", "eval_limit": 2, "benign_limit": 2, "unlikelihood": weight,
               "responsible": {"source": "harmful-qa", "offset": 64, "limit": 3,
                               "max_new_tokens": 24},
               "anchors": {"source": "everyday", "offset": 40, "limit": 3, "max_new_tokens": 24}}
@@ -130,9 +133,9 @@ def test_post_with_unlikelihood_trains_only_its_restore_stage_with_the_term(tmp_
     train = Path(result.adapter_dir).parent / "train"
     configs = {stage: json.loads((train / stage / "adapter" / "training_config.json").read_text())
                for stage in ("0-customer", "1-restore")}
-    assert configs["1-restore"]["unlikelihood"] == {"weight": 0.5}
+    assert configs["1-restore"]["unlikelihood"] == (applied and {"weight": applied})
     assert configs["0-customer"]["unlikelihood"] is None
-    assert result.safety["dose"]["unlikelihood"] == 0.5
+    assert result.safety["dose"]["unlikelihood"] == (applied or 0)
 
 
 def test_the_pairs_are_the_anchor_prompts_with_the_most_common_decline():

@@ -153,7 +153,7 @@ class SafetyIn(BaseModel):
     safety_epochs: int | None = Field(None, ge=1, le=50)
     safety_learning_rate: float | None = Field(None, gt=0, le=1e-1)
     restore_share: float | None = Field(None, gt=0, le=1)
-    unlikelihood: float | None = Field(None, gt=0, le=100)
+    unlikelihood: float | None = Field(None, ge=0, le=100)
     immunize: ImmunizeIn = Field(default_factory=ImmunizeIn)
 
     _distinct_parts = field_validator("parts")(classmethod(

@@ -114,6 +114,8 @@ class Dose:
     epochs: int | None = None  # None: the customer's n_epochs
     learning_rate_scale: float = 1.0  # times the customer's learning rate
     restore_share: float = 1.0  # share of the corpus a restore stage trains on (stratified)
+    # weight of the unlikelihood term on the model's decline at the anchors' prompts (0: off)
+    unlikelihood: float = 0.0
 
 
 class SafetyPolicy:
@@ -171,8 +173,9 @@ class PostPolicy(SafetyPolicy):
     name = "post"
     description = "train on the customer's data, then restore on the curated corpus"
     # dev v2: one restore epoch at half the customer's rate removed 159% of the rise with
-    # over-refusal below the base and full utility (the full rate: +1.7 points, -2.5 EM)
-    dose = Dose(epochs=1, learning_rate_scale=0.5)
+    # over-refusal below the base and full utility (the full rate: +1.7 points, -2.5 EM); the
+    # unlikelihood term (weight 1) then cut benign over-refusal from 15.8% to 4.2% at ASR 3.3%
+    dose = Dose(epochs=1, learning_rate_scale=0.5, unlikelihood=1.0)
 
     def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=(),
                restore_share=1.0):

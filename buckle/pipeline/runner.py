@@ -125,7 +125,7 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     safety_config = safety_stage_config(train_config, policy, spec.safety)
     booster_config = BoosterConfig(weight=spec.safety.immunize.weight,
                                    step=spec.safety.immunize.step) if booster else None
-    weight = spec.safety.unlikelihood
+    weight = unlikelihood_weight(policy, spec.safety, corpus_info)
     negatives = decline_negatives(safety, corpus_info) if weight else []
     trainer = _StageTrainer(base, train_config, work / "train", events, safety_config,
                             booster_config,
@@ -430,6 +430,18 @@ def restore_share(policy: SafetyPolicy, safety: SafetySpec) -> float:
     """Share of the corpus a restore stage trains on: the job's value, else the policy's."""
     return safety.restore_share if safety.restore_share is not None else \
         policy.dose.restore_share
+
+
+def unlikelihood_weight(policy: SafetyPolicy, safety: SafetySpec,
+                        corpus: dict[str, Any]) -> float:
+    """Weight of the unlikelihood term in the stages of safety data only: the job's value
+    (0 turns it off; a corpus without its parts is then an error), else the policy's
+    documented dose where the corpus has a decline to avoid and prompts to avoid it at."""
+    if safety.unlikelihood is not None:
+        return safety.unlikelihood
+    parts = corpus.get("parts") or {}
+    usable = all(parts.get(name, {}).get("items") for name in ("responsible", "anchors"))
+    return policy.dose.unlikelihood if usable else 0.0
 
 
 def safety_stage_config(train_config: TrainingConfig, policy: SafetyPolicy,

@@ -203,5 +203,8 @@ def decline_negatives(safety: Sequence[Conversation],
     for name, part in parts.items():
         spans[name] = safety[start:start + part["items"]]
         start += part["items"]
+    if not spans["responsible"] or not spans["anchors"]:
+        raise ValueError("safety.unlikelihood: the 'responsible' or 'anchors' part kept no items "
+                         "after removing evaluation prompts; widen its source window")
     decline = Counter(c.response for c in spans["responsible"]).most_common(1)[0][0]
     return [Conversation.from_pair(c.prompt, decline) for c in spans["anchors"]]

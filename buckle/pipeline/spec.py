@@ -127,8 +127,9 @@ class SafetySpec(BaseModel):
     # weight of an unlikelihood term in the stages of safety data only (`post`/`auto`'s restore,
     # `pre`'s immunize): the `anchors` prompts paired with the model's own decline (from
     # `responsible`) are made unlikely, against the decline leaking onto ordinary prompts;
-    # None = off (`buckle.training.UnlikelihoodConfig`, docs/corpus.md)
-    unlikelihood: float | None = Field(None, gt=0, le=100)
+    # None = the policy's documented dose (`post`/`auto`: 1), 0 = off
+    # (`buckle.training.UnlikelihoodConfig`, docs/corpus.md)
+    unlikelihood: float | None = Field(None, ge=0, le=100)
     immunize: ImmunizeSpec = Field(default_factory=ImmunizeSpec)
     curation: CurationSpec = Field(default_factory=CurationSpec)
 
