@@ -233,7 +233,7 @@ class _StageTrainer:
         try:
             safety_only = stage.safety_items == len(stage.conversations) > 0
             config = self.safety_config if safety_only else self.config
-            negatives = self.negatives if safety_only and self.unlikelihood else ()
+            negatives = self.negatives if safety_only else ()  # empty when the term is off
             if negatives:
                 config = config.model_copy(update={"unlikelihood": self.unlikelihood})
             if stage.harmful:  # Booster's term runs where its pairs are

@@ -355,23 +355,25 @@ def _accumulate(model: Any, passes: list[MicroBatch], device: torch.device,
     conversation (torchtune's normalisation).
     """
     n_targets = sum(p.n_targets for p in passes)
-    total = 0.0
-    for batch in passes:
-        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            loss = summed_token_nll(model, batch, device) / n_targets
-        loss.backward()
-        total += float(loss.detach())
-    return total
+    return _backward_each(passes, device, amp,
+                          lambda batch: summed_token_nll(model, batch, device) / n_targets)
 
 
 def _accumulate_unlikelihood(model: Any, passes: list[MicroBatch], device: torch.device,
                              amp: torch.dtype | None, weight: float) -> float:
     """Add the gradient of weight x the per-pair mean unlikelihood over `passes`; return it."""
     rows = sum(p.input_ids.shape[0] for p in passes)
+    return _backward_each(passes, device, amp,
+                          lambda batch: weight * summed_unlikelihood(model, batch, device) / rows)
+
+
+def _backward_each(passes: list[MicroBatch], device: torch.device, amp: torch.dtype | None,
+                   loss_of: Callable[[MicroBatch], torch.Tensor]) -> float:
+    """Backward `loss_of(pass)` for each pass under the run's autocast; the summed loss."""
     total = 0.0
     for batch in passes:
         with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            loss = weight * summed_unlikelihood(model, batch, device) / rows
+            loss = loss_of(batch)
         loss.backward()
         total += float(loss.detach())
     return total
