@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from buckle.data import Conversation, load_conversations
-from buckle.training import TrainingConfig, UnlikelihoodConfig, train_lora
+from buckle.training import PlasticityConfig, TrainingConfig, UnlikelihoodConfig, train_lora
 from buckle.training.data import micro_batches, tokenize_conversations
 from buckle.training.loss import reply_log_probs, summed_unlikelihood
 
@@ -81,17 +81,22 @@ def test_unlikelihood_needs_its_pairs_and_plain_runs_refuse_them(default_model, 
         train_lora(default_model, aligned, CONFIG, tmp_path / "b", negatives=negatives)
 
 
-def test_runs_without_the_term_keep_the_fingerprint_they_had_before_it_existed():
+@pytest.mark.parametrize("term", [UnlikelihoodConfig(weight=2.0), PlasticityConfig(weight=2.0)],
+                         ids=["unlikelihood", "plasticity"])
+def test_runs_without_the_term_keep_the_fingerprint_they_had_before_it_existed(term):
+    """The hash of a config with every optional term off is the hash of its fields before
+    those terms existed; turning one on changes it."""
+    field_name = {UnlikelihoodConfig: "unlikelihood", PlasticityConfig: "plasticity"}[type(term)]
     dumped = CONFIG.model_dump(mode="json")
-    assert "unlikelihood" in dumped  # the field exists ...
+    assert field_name in dumped  # the field exists ...
     without = {k: v for k, v in dumped.items()
                if k not in {"checkpoint_every", "keep_checkpoints", "micro_batch_tokens",
-                            "unlikelihood"}}
+                            "unlikelihood", "plasticity"}}
     import hashlib
 
     canonical = json.dumps(without, sort_keys=True, separators=(",", ":"))
     assert CONFIG.config_hash() == hashlib.sha256(canonical.encode()).hexdigest()  # ... unhashed
-    on = CONFIG.model_copy(update={"unlikelihood": UnlikelihoodConfig(weight=2.0)})
+    on = CONFIG.model_copy(update={field_name: term})
     assert on.config_hash() != CONFIG.config_hash()
 
 

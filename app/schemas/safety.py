@@ -30,6 +30,7 @@ from buckle.pipeline.spec import (
     DEFAULT_PARTS,
     DEFAULT_RESPONSIBLE,
     CorpusPart,
+    ImmunizeSpec,
     PolicyName,
     distinct_parts,
 )
@@ -138,6 +139,26 @@ class ImmunizeIn(BaseModel):
     reply_words: int = Field(48, ge=1, le=2000)
     weight: float = Field(5.0, gt=0, le=100)
     step: float = Field(0.1, gt=0, le=10)
+    plasticity: float = Field(
+        0.0, ge=0, le=100, description="With `booster`: weight of the benign-plasticity term "
+        "(Booster's, sign turned, over `benign_source` pairs) that keeps the customer's task "
+        "learnable; 0 = off. Two more passes per step.")
+    benign_source: str = ref_field(
+        "conversations", "chatterbot", description="Benign (prompt, answer) pairs of the "
+        "plasticity term; never trained on directly.")
+    benign_offset: int = Field(200, ge=0, le=MAX_OFFSET)
+    benign_limit: int = Field(200, ge=1, le=MAX_CURATION_ITEMS)
+
+    @model_validator(mode="after")
+    def _library_rules(self) -> ImmunizeIn:
+        # the library's cross-field rules (plasticity only with booster): a 400 now, not a
+        # failed job later
+        try:
+            ImmunizeSpec(**self.model_dump())
+        except ValidationError as exc:
+            raise ValueError("; ".join(e["msg"].removeprefix("Value error, ")
+                                       for e in exc.errors())) from None
+        return self
 
 
 class SafetyIn(BaseModel):

@@ -34,7 +34,12 @@ from buckle.generation.precision import resolve_dtype
 from buckle.models import load_model
 from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy
 from buckle.pipeline.release import base_model_card, make_portable, public_report, scrub_paths
-from buckle.pipeline.safety_data import decline_negatives, harmful_pairs, safety_data
+from buckle.pipeline.safety_data import (
+    benign_pairs,
+    decline_negatives,
+    harmful_pairs,
+    safety_data,
+)
 from buckle.pipeline.spec import (
     CancelCheck,
     JobCancelled,
@@ -50,6 +55,7 @@ from buckle.pipeline.spec import (
 from buckle.settings import buckle_home
 from buckle.training import (
     BoosterConfig,
+    PlasticityConfig,
     TrainingConfig,
     TrainProgress,
     UnlikelihoodConfig,
@@ -123,13 +129,17 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                                   lora_alpha=hp.lora_alpha, max_seq_len=hp.max_seq_len,
                                   seed=spec.seed, checkpoint_every=spec.checkpoint_every)
     safety_config = safety_stage_config(train_config, policy, spec.safety)
-    booster_config = BoosterConfig(weight=spec.safety.immunize.weight,
-                                   step=spec.safety.immunize.step) if booster else None
+    im = spec.safety.immunize
+    booster_config = BoosterConfig(weight=im.weight, step=im.step) if booster else None
+    plasticity = PlasticityConfig(weight=im.plasticity, step=im.step) \
+        if booster and im.plasticity else None
+    benign = benign_pairs(spec, held_out) if plasticity else []
     weight = unlikelihood_weight(policy, spec.safety, corpus_info)
     negatives = decline_negatives(safety, corpus_info) if weight else []
     trainer = _StageTrainer(base, train_config, work / "train", events, safety_config,
                             booster_config,
-                            UnlikelihoodConfig(weight=weight) if weight else None, negatives)
+                            UnlikelihoodConfig(weight=weight) if weight else None, negatives,
+                            plasticity, benign)
     adapter = trainer.run_all(stages)
     events.check("after training")
 
@@ -164,6 +174,7 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
                                "restore_share": share,
                                "unlikelihood": weight,
                                "immunize": spec.safety.immunize.method if booster else None,
+                               "immunize_plasticity": plasticity.weight if plasticity else 0,
                                "immunize_layout": (spec.safety.immunize.layout
                                                    if policy.immunizes else None)},
                       "base_report": str(base_report_path) if base_report_path else None}
@@ -182,11 +193,14 @@ class _StageTrainer:
                  safety_config: TrainingConfig | None = None,
                  booster: BoosterConfig | None = None,
                  unlikelihood: UnlikelihoodConfig | None = None,
-                 negatives: Sequence[Conversation] = ()) -> None:
+                 negatives: Sequence[Conversation] = (),
+                 plasticity: PlasticityConfig | None = None,
+                 benign: Sequence[Conversation] = ()) -> None:
         self.base, self.config, self.root, self.events = base, config, root, events
         # a stage of safety data only (immunize, restore) trains at the job's safety dose
         self.safety_config = safety_config or config
         self.booster = booster  # Booster's term, on the stages that carry harmful pairs
+        self.plasticity, self.benign = plasticity, tuple(benign)  # rides with Booster's term
         # the unlikelihood term and its pairs, on the stages of safety data only
         self.unlikelihood, self.negatives = unlikelihood, tuple(negatives)
         self.trained_tokens = 0
@@ -236,12 +250,15 @@ class _StageTrainer:
             negatives = self.negatives if safety_only else ()  # empty when the term is off
             if negatives:
                 config = config.model_copy(update={"unlikelihood": self.unlikelihood})
-            if stage.harmful:  # Booster's term runs where its pairs are
-                config = config.model_copy(update={"booster": self.booster})
+            benign = self.benign if stage.harmful else ()
+            if stage.harmful:  # Booster's term (and its benign twin) run where its pairs are
+                config = config.model_copy(update={"booster": self.booster,
+                                                   "plasticity": self.plasticity if benign
+                                                   else None})
             merged = init if stage.on_merged else None
             result = train_lora(self.base, stage.conversations, config, out,
                                 init_adapter=None if merged else init, base_adapter=merged,
-                                harmful=stage.harmful, negatives=negatives,
+                                harmful=stage.harmful, negatives=negatives, benign=benign,
                                 progress=progress,
                                 should_cancel=self.events.should_cancel,
                                 on_checkpoint=on_checkpoint)

@@ -180,12 +180,25 @@ def harmful_pairs(spec: JobSpec, held_out: set[str]) -> list[Conversation]:
     """Booster's harmful (prompt, answer) pairs (`SafetySpec.immunize`), answers cut to their
     first `reply_words` words, evaluation prompts removed. Never trained on directly."""
     im = spec.safety.immunize
-    rows = load_conversations(im.harmful_source, offset=im.harmful_offset,
-                              limit=im.harmful_limit)
-    pairs = [c.with_reply_cut(im.reply_words) for c in rows if c.prompt.strip() not in held_out]
+    return _side_pairs("harmful", im.harmful_source, im.harmful_offset, im.harmful_limit,
+                       im.reply_words, held_out)
+
+
+def benign_pairs(spec: JobSpec, held_out: set[str]) -> list[Conversation]:
+    """The plasticity term's benign (prompt, answer) pairs (`SafetySpec.immunize`), cut and
+    filtered as Booster's harmful ones. Never trained on directly."""
+    im = spec.safety.immunize
+    return _side_pairs("benign", im.benign_source, im.benign_offset, im.benign_limit,
+                       im.reply_words, held_out)
+
+
+def _side_pairs(kind: str, source: str, offset: int, limit: int, words: int,
+                held_out: set[str]) -> list[Conversation]:
+    rows = load_conversations(source, offset=offset, limit=limit)
+    pairs = [c.with_reply_cut(words) for c in rows if c.prompt.strip() not in held_out]
     if not pairs:
-        raise ValueError(f"immunize: no harmful pairs left in {im.harmful_source} after "
-                         "removing evaluation prompts")
+        raise ValueError(f"immunize: no {kind} pairs left in {source} (offset {offset}, "
+                         f"limit {limit}) after removing evaluation prompts")
     return pairs
 
 

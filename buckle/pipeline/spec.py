@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from buckle.errors import Cancelled
 
@@ -99,7 +99,23 @@ class ImmunizeSpec(BaseModel):
     harmful_limit: int = Field(200, ge=1)
     reply_words: int = Field(48, ge=1, le=2000)
     weight: float = Field(5.0, gt=0, le=100)  # Booster's lambda
-    step: float = Field(0.1, gt=0, le=10)  # Booster's alpha
+    step: float = Field(0.1, gt=0, le=10)  # Booster's alpha (the plasticity term's too)
+    # Booster's benign twin (`buckle.training.PlasticityConfig`): mu over benign (prompt,
+    # answer) pairs of `benign_source` (human answers, not the model's voice: a task it still
+    # has to learn), so the customer's own task stays learnable; 0 = off; method "booster" only.
+    # chatterbot 200-399: past the benign evaluation windows (0-199, 400-459) and the anchors
+    plasticity: float = Field(0.0, ge=0, le=100)
+    benign_source: str = "chatterbot"
+    benign_offset: int = Field(200, ge=0)
+    benign_limit: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _plasticity_rides_with_booster(self) -> ImmunizeSpec:
+        if self.plasticity and self.method != "booster":
+            raise ValueError('immunize.plasticity is a term of method "booster" (it keeps benign '
+                             f'steps effective next to Booster\'s); the job has method '
+                             f'{self.method!r}: set method "booster" or plasticity 0')
+        return self
 
 
 class SafetySpec(BaseModel):

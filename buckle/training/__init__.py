@@ -6,7 +6,12 @@
     # result.adapter_dir loads with peft.PeftModel.from_pretrained or load_model(adapter=...)
 """
 
-from buckle.training.config import BoosterConfig, TrainingConfig, UnlikelihoodConfig
+from buckle.training.config import (
+    BoosterConfig,
+    PlasticityConfig,
+    TrainingConfig,
+    UnlikelihoodConfig,
+)
 from buckle.training.data import (
     TokenizedConversation,
     encode_conversation,
@@ -25,7 +30,7 @@ from buckle.training.trainer import (
 )
 
 __all__ = [
-    "AdapterMismatchError", "BoosterConfig", "CancelCheck", "ProgressCallback",
+    "AdapterMismatchError", "BoosterConfig", "CancelCheck", "PlasticityConfig", "ProgressCallback",
     "RunMismatchError", "TokenizedConversation", "TrainProgress", "TrainResult",
     "TrainingCancelled", "TrainingConfig", "UnlikelihoodConfig", "encode_conversation",
     "epoch_batches", "merged_adapter", "run_fingerprint", "stack_adapters",

@@ -27,7 +27,7 @@ CPU_PASS_TOKENS, ACCELERATOR_PASS_TOKENS = 1024, 8192
 OPERATIONAL_FIELDS = frozenset({"checkpoint_every", "keep_checkpoints", "micro_batch_tokens"})
 # optional loss terms added after runs were fingerprinted: left out of the hash while off, so
 # adding one never orphans an existing run's checkpoints or finished adapter
-OPTIONAL_TERMS = frozenset({"unlikelihood"})
+OPTIONAL_TERMS = frozenset({"unlikelihood", "plasticity"})
 
 
 class BoosterConfig(BaseModel):
@@ -46,6 +46,21 @@ class BoosterConfig(BaseModel):
 
     weight: float = Field(5.0, gt=0, le=100)  # lambda
     step: float = Field(0.1, gt=0, le=10)  # alpha, the normalised perturbation size
+
+
+class PlasticityConfig(BaseModel):
+    """Booster's term with the sign turned, over benign (prompt, answer) pairs: each step adds
+    -weight x (b(w) - b(w - step x grad b / |grad b|)), b being the loss on a batch of benign
+    pairs, so the adapter is pushed to where one normalised step of *benign* fine-tuning still
+    lowers b. Why: Booster flattens the directions harmful fine-tuning takes, and the
+    customer's own task shares many of them (dev v2: 3 Booster epochs cost 18 points of the
+    customer's exact match); this term keeps the benign ones steep. Two more passes per step.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    weight: float = Field(5.0, gt=0, le=100)  # mu
+    step: float = Field(0.1, gt=0, le=10)  # the normalised perturbation size
 
 
 class UnlikelihoodConfig(BaseModel):
@@ -99,6 +114,8 @@ class TrainingConfig(BaseModel):
             harmful pairs (`train_lora(harmful=...)`). None: plain SFT.
         unlikelihood: add the unlikelihood term (`UnlikelihoodConfig`); the run then needs
             (prompt, reply to avoid) pairs (`train_lora(negatives=...)`). None: off.
+        plasticity: add the benign-plasticity term (`PlasticityConfig`); the run then needs
+            benign (prompt, answer) pairs (`train_lora(benign=...)`). None: off.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -122,6 +139,7 @@ class TrainingConfig(BaseModel):
     keep_checkpoints: int = Field(2, ge=1)
     booster: BoosterConfig | None = None
     unlikelihood: UnlikelihoodConfig | None = None
+    plasticity: PlasticityConfig | None = None
 
     @field_validator("lora_target_modules")
     @classmethod

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -35,7 +35,7 @@ from buckle.data.records import Conversation
 from buckle.generation.engine import stop_token_ids
 from buckle.models.device import cpu_prefers_bf16
 from buckle.models.hub import LoadedModel
-from buckle.training.booster import add_perturbation_gradient, harmful_batch
+from buckle.training.booster import add_perturbation_gradient
 from buckle.training.checkpoint import (
     ADAPTER,
     TrainerState,
@@ -103,26 +103,31 @@ class TrainResult:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+# The optional terms' side sets, never trained on directly: (config field, label in the
+# fingerprint, seed offset of its per-step batches). Each step's batch of a side set is a pure
+# function of (seed, step), so a resumed run repeats the uninterrupted one's arithmetic.
+SIDE_SETS = (("booster", "harmful", 1), ("unlikelihood", "negatives", 2),
+             ("plasticity", "benign", 3))
+
+
 def run_fingerprint(base: LoadedModel, conversations: Sequence[Conversation],
                     config: TrainingConfig, init_adapter: Path | None,
-                    harmful: Sequence[Conversation] = (),
                     base_adapter: Path | None = None,
-                    negatives: Sequence[Conversation] = ()) -> str:
-    """sha256 over everything that decides the trained weights."""
+                    sides: Mapping[str, Sequence[Conversation]] | None = None) -> str:
+    """sha256 over everything that decides the trained weights. `sides`: the optional terms'
+    pairs by term name (`SIDE_SETS`); an empty one adds nothing, so a run without a term keeps
+    the fingerprint it had before the term existed."""
     h = hashlib.sha256()
     h.update(f"config:{config.config_hash()}\nbase:{base.fingerprint}\n".encode())
     for conversation in conversations:
         h.update(conversation.to_json().encode("utf-8") if isinstance(conversation, Conversation)
                  else repr(conversation).encode())
         h.update(b"\n")
-    if harmful:  # Booster's harmful pairs (absent from plain runs' fingerprints)
-        h.update(b"harmful:")
-        for conversation in harmful:
-            h.update(conversation.to_json().encode("utf-8") + b"\n")
-    if negatives:  # unlikelihood pairs (absent from runs without the term)
-        h.update(b"negatives:")
-        for conversation in negatives:
-            h.update(conversation.to_json().encode("utf-8") + b"\n")
+    for term, label, _ in SIDE_SETS:
+        if (sides or {}).get(term):
+            h.update(label.encode() + b":")
+            for conversation in sides[term]:
+                h.update(conversation.to_json().encode("utf-8") + b"\n")
     for label, adapter in ((b"init:", init_adapter), (b"merged:", base_adapter)):
         if adapter is not None:
             weights = Path(adapter) / ADAPTER_WEIGHTS
@@ -141,6 +146,7 @@ def train_lora(
     base_adapter: str | Path | None = None,
     harmful: Sequence[Conversation] = (),
     negatives: Sequence[Conversation] = (),
+    benign: Sequence[Conversation] = (),
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     on_checkpoint: CheckpointCallback | None = None,
@@ -155,7 +161,8 @@ def train_lora(
     two with `stack_adapters`). `harmful`: the (prompt,
     harmful answer) pairs of `config.booster`'s perturbation term (required with it, refused
     without it). `negatives`: the (prompt, reply to avoid) pairs of `config.unlikelihood`'s
-    term (likewise required with it and refused without it). `base` is used in place
+    term, `benign` the (prompt, answer) pairs of `config.plasticity`'s (each likewise
+    required with its term and refused without it). `base` is used in place
     and restored afterwards: no LoRA stays in it and nothing is merged. Raises
     `TrainingCancelled` when `should_cancel()` turns true (checked before every step),
     `DatasetFormatError` for conversations that cannot be trained on (all listed at once),
@@ -170,11 +177,12 @@ def train_lora(
     out.mkdir(parents=True, exist_ok=True)
     init = Path(init_adapter) if init_adapter is not None else None
     merged = Path(base_adapter) if base_adapter is not None else None
-    if bool(harmful) != (config.booster is not None):
-        raise ValueError("harmful pairs go with config.booster, and config.booster needs them")
-    if bool(negatives) != (config.unlikelihood is not None):
-        raise ValueError("unlikelihood pairs go with config.unlikelihood, and it needs them")
-    fingerprint = run_fingerprint(base, conversations, config, init, harmful, merged, negatives)
+    sides = {"booster": harmful, "unlikelihood": negatives, "plasticity": benign}
+    for term, label, _ in SIDE_SETS:
+        if bool(sides[term]) != (getattr(config, term) is not None):
+            raise ValueError(f"{label} pairs go with config.{term}, and config.{term} needs "
+                             "them: pass both or neither")
+    fingerprint = run_fingerprint(base, conversations, config, init, merged, sides)
     with FileLock(str(out / ".lock")):  # one trainer per directory; released if killed
         remove_partial_writes(out)
         finished = read_final_result(out)
@@ -189,16 +197,15 @@ def train_lora(
         if resume is not None:
             _check_fingerprint(out, read_trainer_state(resume).fingerprint, fingerprint)
         examples = tokenize_conversations(base.tokenizer, conversations, config.max_seq_len)
-        harmful_examples, negative_examples = (
-            tokenize_conversations(base.tokenizer, side, config.max_seq_len) if side else []
-            for side in (harmful, negatives))
+        side_examples = {term: tokenize_conversations(base.tokenizer, pairs, config.max_seq_len)
+                         for term, pairs in sides.items() if pairs}
         devices = [base.device.index or 0] if base.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the caller's RNG streams stay untouched
             torch.manual_seed(config.seed)
             with (merged_adapter(base.model, merged) if merged else nullcontext()), \
                     attached_lora(base.model, config) as model:
                 return _fit(model, examples, config, out, fingerprint, init=init, resume=resume,
-                            harmful=harmful_examples, negatives=negative_examples,
+                            sides=side_examples,
                             device=base.device, pad_id=_pad_id(base.tokenizer),
                             progress=progress, should_cancel=should_cancel,
                             on_checkpoint=on_checkpoint or (lambda *_: None))
@@ -227,8 +234,7 @@ def autocast_dtype(config: TrainingConfig, device: torch.device) -> torch.dtype 
 
 def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConfig, out: Path,
          fingerprint: str, *, init: Path | None, resume: Path | None,
-         harmful: list[TokenizedConversation], negatives: list[TokenizedConversation],
-         device: torch.device, pad_id: int, progress: ProgressCallback | None,
+         sides: dict[str, list[TokenizedConversation]], device: torch.device, pad_id: int, progress: ProgressCallback | None,
          should_cancel: CancelCheck | None, on_checkpoint: CheckpointCallback) -> TrainResult:
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     total = steps_per_epoch * config.n_epochs
@@ -267,14 +273,12 @@ def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConf
             raise TrainingCancelled(state.step, total, last_saved)
         rows = [examples[i] for i in batches_of_epoch(state.epoch)[state.batch_in_epoch]]
         passes = micro_batches(rows, pad_id, config.tokens_per_pass(device.type))
-        harmful_passes = micro_batches(
-            harmful_batch(harmful, config.batch_size, config.seed, state.step), pad_id,
-            config.tokens_per_pass(device.type)) if harmful else []
-        negative_passes = micro_batches(
-            cycled_batch(negatives, config.batch_size, config.seed + 2, state.step), pad_id,
-            config.tokens_per_pass(device.type)) if negatives else []
+        side_passes = {term: micro_batches(
+            cycled_batch(sides[term], config.batch_size, config.seed + offset, state.step),
+            pad_id, config.tokens_per_pass(device.type))
+            for term, _, offset in SIDE_SETS if term in sides}
         loss = _optimizer_step(model, passes, params, optimizer, scheduler, config, device, amp,
-                               harmful_passes, negative_passes)
+                               side_passes)
         _record(state, loss, passes)
         if progress is not None:
             progress(clock.report(state, loss, sum(p.useful_tokens for p in passes), config))
@@ -323,20 +327,22 @@ class _Clock:
 def _optimizer_step(model: Any, passes: list[MicroBatch], params: list[torch.Tensor],
                     optimizer: torch.optim.Optimizer, scheduler: Any, config: TrainingConfig,
                     device: torch.device, amp: torch.dtype | None,
-                    harmful_passes: list[MicroBatch] = (),
-                    negative_passes: list[MicroBatch] = ()) -> float:
+                    side_passes: Mapping[str, list[MicroBatch]]) -> float:
     """Accumulate gradients over the micro-batches, then clip and step; returns the step's loss
-    (the alignment loss; Booster's and the unlikelihood term, when on, add to the gradient
-    only)."""
+    (the alignment loss; the optional terms, when on, add to the gradient only)."""
 
     def accumulate(batches: list[MicroBatch]) -> float:
         return _accumulate(model, batches, device, amp)
 
     total = accumulate(passes)
-    if harmful_passes and config.booster is not None:
-        add_perturbation_gradient(params, list(harmful_passes), accumulate, config.booster)
-    if negative_passes and config.unlikelihood is not None:
-        _accumulate_unlikelihood(model, list(negative_passes), device, amp,
+    if config.booster is not None:
+        add_perturbation_gradient(params, side_passes["booster"], accumulate,
+                                  config.booster.weight, config.booster.step)
+    if config.plasticity is not None:  # the same arithmetic, rewarding benign steps
+        add_perturbation_gradient(params, side_passes["plasticity"], accumulate,
+                                  -config.plasticity.weight, config.plasticity.step)
+    if config.unlikelihood is not None:
+        _accumulate_unlikelihood(model, side_passes["unlikelihood"], device, amp,
                                  config.unlikelihood.weight)
     if config.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)

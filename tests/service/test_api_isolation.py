@@ -138,7 +138,7 @@ def test_every_data_field_refuses_other_orgs_ids_and_server_paths(client, org, o
     names = {".".join(f) for _, f, _ in fields}
     assert {"training_file", "validation_file", "safety.curated_file", "safety.eval_prompts",
             "safety.benign_prompts", "safety.refusal_prompts", "safety.curation.source",
-            "safety.immunize.harmful_source",
+            "safety.immunize.harmful_source", "safety.immunize.benign_source",
             "safety.curation.overrides.reviser_model", "prompts", "benign"} <= names, names
     with_path = {}
     from app.core.db import session_scope
