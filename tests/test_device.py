@@ -41,3 +41,11 @@ def test_every_process_on_a_host_reuses_the_first_measurement(monkeypatch, tmp_p
     (stored,) = (tmp_path / "host").glob("bf16-speedup-*.json")
     stored.write_text('{"speedup": 42.0}')  # what another process measured first
     assert device._host_bf16_speedup() == 42.0 != first
+
+
+def test_the_host_key_ignores_the_clock_a_vm_reports_but_not_the_cpu():
+    block = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\ncpu MHz\t\t: {}\nflags\t: amx_bf16"
+    assert device.cpu_identity(block.format("2599.998")) == \
+        device.cpu_identity(block.format("2100.000") + "\n\nprocessor\t: 1\ncpu MHz : 1.0")
+    assert device.cpu_identity(block.format("2599.998")) != \
+        device.cpu_identity(block.format("2599.998").replace("Intel(R) Xeon(R)", "AMD EPYC"))

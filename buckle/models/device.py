@@ -85,6 +85,14 @@ def cpu_bf16_speedup() -> float:
     return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
 
 
+def cpu_identity(cpuinfo: str) -> str:
+    """The first processor's block of /proc/cpuinfo without its clock: the MHz a VM reports
+    moves from one read to the next, and keyed on it each process would measure again (and
+    could choose the other dtype under load)."""
+    first = cpuinfo.split("\n\n")[0]
+    return "\n".join(line for line in first.splitlines() if not line.startswith("cpu MHz"))
+
+
 def _host_bf16_speedup() -> float:
     """`cpu_bf16_speedup`, measured once per host and torch version and kept in BUCKLE_HOME, so
     every process on a machine makes the same choice (a resumed training run must compute in the
@@ -95,7 +103,7 @@ def _host_bf16_speedup() -> float:
     from buckle.settings import buckle_home
 
     try:
-        cpu = Path("/proc/cpuinfo").read_text(errors="replace").split("\n\n")[0]
+        cpu = cpu_identity(Path("/proc/cpuinfo").read_text(errors="replace"))
     except OSError:
         cpu = ""
     key = hashlib.sha256(f"{torch.__version__}|{torch.get_num_threads()}|{cpu}".encode()
