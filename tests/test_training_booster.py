@@ -2,7 +2,8 @@
 paper's, the weights are left as found, runs are refused without their harmful pairs, a Booster
 run resumes to the same weights and differs from plain SFT, and `pre` with method "booster"
 trains its immunize stage (only that stage) with it. Its benign twin, the plasticity term
-(`PlasticityConfig`), is the same arithmetic with the sign turned: checked the same ways."""
+(`PlasticityConfig`, the benign loss's gradient after one normalised benign step), is checked
+the same ways."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from buckle.training import (
     TrainingConfig,
     train_lora,
 )
-from buckle.training.booster import add_perturbation_gradient
+from buckle.training.booster import add_lookahead_gradient, add_perturbation_gradient
 from buckle.training.data import TokenizedConversation, cycled_batch
 
 CONFIG = TrainingConfig(n_epochs=1, batch_size=2, learning_rate=1e-3, lora_r=4, lora_alpha=8,
@@ -29,9 +30,10 @@ CONFIG = TrainingConfig(n_epochs=1, batch_size=2, learning_rate=1e-3, lora_r=4, 
                         booster=BoosterConfig(weight=5.0, step=0.1))
 
 
-@pytest.mark.parametrize("weight", [5.0, -3.0])  # Booster's lambda; the plasticity term's -mu
-def test_the_added_gradient_is_lambda_times_grad_h_minus_grad_h_at_the_perturbed_point(weight):
-    """h(w) = sum(w^3) / 3 on a toy parameter: grad h = w^2, so every term is known exactly."""
+@pytest.mark.parametrize("term", ["booster", "plasticity"])
+def test_the_added_gradient_is_the_papers_at_the_perturbed_point(term):
+    """h(w) = sum(w^3) / 3 on a toy parameter: grad h = w^2, so every term is known exactly.
+    Booster adds lambda x (grad h(w) - grad h(w~)); plasticity mu x grad h(w~)."""
     w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
     align = torch.tensor([0.3, 0.0, -0.1])
     w.grad = align.clone()
@@ -42,10 +44,12 @@ def test_the_added_gradient_is_lambda_times_grad_h_minus_grad_h_at_the_perturbed
         return float(h.detach())
 
     before = w.detach().clone()
-    h, h_perturbed = add_perturbation_gradient([w], [], accumulate, weight=weight, step=0.1)
+    add = add_perturbation_gradient if term == "booster" else add_lookahead_gradient
+    h, h_perturbed = add([w], [], accumulate, weight=5.0, step=0.1)
     g = before ** 2
     tilde = before - 0.1 * g / g.norm()
-    torch.testing.assert_close(w.grad, align + weight * (g - tilde ** 2))
+    added = g - tilde ** 2 if term == "booster" else tilde ** 2
+    torch.testing.assert_close(w.grad, align + 5.0 * added)
     assert torch.equal(w.detach(), before)  # the weights are left as found
     assert h == pytest.approx(float((before ** 3).sum() / 3))
     assert h_perturbed == pytest.approx(float((tilde ** 3).sum() / 3)) and h_perturbed < h

@@ -141,8 +141,8 @@ class ImmunizeIn(BaseModel):
     step: float = Field(0.1, gt=0, le=10)
     plasticity: float = Field(
         0.0, ge=0, le=100, description="With `booster`: weight of the benign-plasticity term "
-        "(Booster's, sign turned, over `benign_source` pairs) that keeps the customer's task "
-        "learnable; 0 = off. Two more passes per step.")
+        "(the loss of `benign_source` pairs after one normalised step on them) that keeps the "
+        "customer's task learnable; 0 = off. Two more passes per step.")
     benign_source: str = ref_field(
         "conversations", "chatterbot", description="Benign (prompt, answer) pairs of the "
         "plasticity term; never trained on directly.")

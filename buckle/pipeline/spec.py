@@ -100,9 +100,10 @@ class ImmunizeSpec(BaseModel):
     reply_words: int = Field(48, ge=1, le=2000)
     weight: float = Field(5.0, gt=0, le=100)  # Booster's lambda
     step: float = Field(0.1, gt=0, le=10)  # Booster's alpha (the plasticity term's too)
-    # Booster's benign twin (`buckle.training.PlasticityConfig`): mu over benign (prompt,
-    # answer) pairs of `benign_source` (human answers, not the model's voice: a task it still
-    # has to learn), so the customer's own task stays learnable; 0 = off; method "booster" only.
+    # Booster's benign twin (`buckle.training.PlasticityConfig`): mu x the loss of benign
+    # (prompt, answer) pairs of `benign_source` after one normalised step on them (human
+    # answers, not the model's voice: a task it still has to learn), so the customer's own task
+    # stays learnable; 0 = off; method "booster" only.
     # chatterbot 200-399: past the benign evaluation windows (0-199, 400-459) and the anchors
     plasticity: float = Field(0.0, ge=0, le=100)
     benign_source: str = "chatterbot"

@@ -49,12 +49,13 @@ class BoosterConfig(BaseModel):
 
 
 class PlasticityConfig(BaseModel):
-    """Booster's term with the sign turned, over benign (prompt, answer) pairs: each step adds
-    -weight x (b(w) - b(w - step x grad b / |grad b|)), b being the loss on a batch of benign
-    pairs, so the adapter is pushed to where one normalised step of *benign* fine-tuning still
-    lowers b. Why: Booster flattens the directions harmful fine-tuning takes, and the
-    customer's own task shares many of them (dev v2: 3 Booster epochs cost 18 points of the
-    customer's exact match); this term keeps the benign ones steep. Two more passes per step.
+    """A look-ahead term over benign (prompt, answer) pairs, next to Booster's: each step adds
+    weight x b(w - step x grad b / |grad b|), b the loss on a batch of benign pairs, i.e. the
+    benign loss after one normalised benign step (first order, as MAML's). Why: Booster
+    flattens the directions harmful fine-tuning takes, and the customer's own task shares many
+    of them (dev v2: 3 Booster epochs cost 18 points of the customer's exact match); this term
+    keeps a benign step effective. Two more passes per step. (Booster's difference with the
+    sign turned rewards raising b(w) itself and wrecked the model on dev: `booster.py`.)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)

@@ -35,7 +35,7 @@ from buckle.data.records import Conversation
 from buckle.generation.engine import stop_token_ids
 from buckle.models.device import cpu_prefers_bf16
 from buckle.models.hub import LoadedModel
-from buckle.training.booster import add_perturbation_gradient
+from buckle.training.booster import add_lookahead_gradient, add_perturbation_gradient
 from buckle.training.checkpoint import (
     ADAPTER,
     TrainerState,
@@ -338,9 +338,9 @@ def _optimizer_step(model: Any, passes: list[MicroBatch], params: list[torch.Ten
     if config.booster is not None:
         add_perturbation_gradient(params, side_passes["booster"], accumulate,
                                   config.booster.weight, config.booster.step)
-    if config.plasticity is not None:  # the same arithmetic, rewarding benign steps
-        add_perturbation_gradient(params, side_passes["plasticity"], accumulate,
-                                  -config.plasticity.weight, config.plasticity.step)
+    if config.plasticity is not None:
+        add_lookahead_gradient(params, side_passes["plasticity"], accumulate,
+                               config.plasticity.weight, config.plasticity.step)
     if config.unlikelihood is not None:
         _accumulate_unlikelihood(model, side_passes["unlikelihood"], device, amp,
                                  config.unlikelihood.weight)
