@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from buckle.generation import precision
@@ -49,3 +51,21 @@ def test_the_host_key_ignores_the_clock_a_vm_reports_but_not_the_cpu():
         device.cpu_identity(block.format("2100.000") + "\n\nprocessor\t: 1\ncpu MHz : 1.0")
     assert device.cpu_identity(block.format("2599.998")) != \
         device.cpu_identity(block.format("2599.998").replace("Intel(R) Xeon(R)", "AMD EPYC"))
+
+
+
+def test_a_process_that_measured_alongside_another_returns_the_stored_figure(monkeypatch,
+                                                                              tmp_path):
+    """Two processes find no figure and both measure: the first stored wins for both, so
+    neither computes in a dtype the other did not choose."""
+    monkeypatch.setenv("BUCKLE_HOME", str(tmp_path))
+    path = device.host_speedup_file()
+
+    def measure_while_another_stores() -> float:
+        device._store_once(path, 1.1)  # the other process, between our read and our write
+        return 7.0
+
+    monkeypatch.setattr(device, "cpu_bf16_speedup", measure_while_another_stores)
+    assert device._host_bf16_speedup() == 1.1
+    assert json.loads(path.read_text()) == {"speedup": 1.1}
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind

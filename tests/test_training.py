@@ -31,6 +31,7 @@ from buckle.training import (
     encode_conversation,
     train_lora,
 )
+from buckle.training import trainer
 from buckle.training.checkpoint import list_checkpoints
 
 MODEL = "smollm2-135m-instruct"
@@ -202,6 +203,26 @@ def test_cancel_stops_within_one_step_and_resume_matches_the_uninterrupted_run(
     resumed = train_lora(default_model, conversations, config, tmp_path)
     assert resumed.resumed_from_step == 2 and resumed.steps == TOTAL_STEPS
     assert not partial.exists()
+    assert resumed.losses == pytest.approx(reference["result"].losses, abs=1e-6)
+    _assert_same_weights(resumed.adapter_dir, reference["result"].adapter_dir)
+
+
+def test_a_resumed_run_computes_in_the_dtype_its_first_part_chose(
+        reference, default_model, conversations, tmp_path, monkeypatch):
+    """`auto` is measured per host and could come out otherwise in the resuming process (a
+    loaded machine, a new thread count): the checkpoint's recorded dtype decides, not it."""
+    config = CONFIG.model_copy(update={"checkpoint_every": 3})
+    seen: list[int] = []
+    with pytest.raises(TrainingCancelled):
+        train_lora(default_model, conversations, config, tmp_path,
+                   progress=lambda p: seen.append(p.step), should_cancel=lambda: len(seen) >= 2)
+    first_part_bf16 = trainer.cpu_prefers_bf16()
+    state = json.loads((list_checkpoints(tmp_path)[-1] / "trainer_state.json").read_text())
+    assert state["compute_dtype"] == ("bfloat16" if first_part_bf16 else "float32")
+
+    monkeypatch.setattr(trainer, "cpu_prefers_bf16", lambda: not first_part_bf16)
+    resumed = train_lora(default_model, conversations, config, tmp_path)
+    assert resumed.resumed_from_step == 2
     assert resumed.losses == pytest.approx(reference["result"].losses, abs=1e-6)
     _assert_same_weights(resumed.adapter_dir, reference["result"].adapter_dir)
 

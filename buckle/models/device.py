@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from buckle.settings import buckle_home
 
 
 def default_device() -> torch.device:
@@ -28,8 +34,6 @@ def precision_choice(value: str | None, env: str,
                      choices: tuple[str, ...] = PRECISIONS) -> str:
     """`value`, else the environment variable `env`, else `auto`; one of `choices` (the judges'
     encoder and the generation engine read their precision this one way)."""
-    import os
-
     choice = (value or os.environ.get(env, "") or "auto").strip().lower()
     if choice not in choices:
         raise ValueError(f"precision must be one of {', '.join(choices)}, got {choice!r} "
@@ -93,35 +97,58 @@ def cpu_identity(cpuinfo: str) -> str:
     return "\n".join(line for line in first.splitlines() if not line.startswith("cpu MHz"))
 
 
-def _host_bf16_speedup() -> float:
-    """`cpu_bf16_speedup`, measured once per host and torch version and kept in BUCKLE_HOME, so
-    every process on a machine makes the same choice (a resumed training run must compute in the
-    dtype its first part used; a per-process timing under load could flip it)."""
-    import hashlib
-    import json
-
-    from buckle.settings import buckle_home
-
+def host_speedup_file() -> Path:
+    """Where this host's measured figure is kept: BUCKLE_HOME/host, keyed by the torch
+    version, the thread count and the CPU (`cpu_identity`)."""
     try:
         cpu = cpu_identity(Path("/proc/cpuinfo").read_text(errors="replace"))
     except OSError:
         cpu = ""
     key = hashlib.sha256(f"{torch.__version__}|{torch.get_num_threads()}|{cpu}".encode()
                          ).hexdigest()[:16]
-    path = buckle_home() / "host" / f"bf16-speedup-{key}.json"
+    return buckle_home() / "host" / f"bf16-speedup-{key}.json"
+
+
+def _host_bf16_speedup() -> float:
+    """`cpu_bf16_speedup`, measured once per host and torch version and kept in BUCKLE_HOME, so
+    every process on a machine makes the same choice (a resumed training run must compute in the
+    dtype its first part used; a per-process timing under load could flip it). The first
+    measurement stored wins: a process that measured at the same time as another returns the
+    stored figure, not its own."""
+    path = host_speedup_file()
+    stored = _read_speedup(path)
+    if stored is not None:
+        return stored
+    speedup = cpu_bf16_speedup()
+    try:
+        _store_once(path, speedup)
+    except OSError:
+        return speedup  # a read-only home: the choice is per process then
+    stored = _read_speedup(path)
+    return speedup if stored is None else stored
+
+
+def _read_speedup(path: Path) -> float | None:
     try:
         return float(json.loads(path.read_text())["speedup"])
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    speedup = cpu_bf16_speedup()
-    try:
-        from buckle.atomic import atomic_write_json
+        return None
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, {"speedup": speedup})
-    except OSError:
-        pass  # a read-only home: the choice is per process then
-    return speedup
+
+def _store_once(path: Path, speedup: float) -> None:
+    """Write `path` unless it exists, atomically: a hard link never replaces a file, and a
+    reader never sees a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".speedup-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"speedup": speedup}, fh)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process stored first: its figure is the host's
+    finally:
+        os.unlink(tmp)
 
 
 def cpu_prefers_bf16() -> bool:

@@ -47,6 +47,10 @@ class TrainerState:
     trained_tokens: int = 0  # assistant tokens the loss was computed on
     useful_tokens: int = 0  # non-padding tokens fed to the model
     padded_tokens: int = 0  # rows x width fed, padding included
+    # "bfloat16" under bf16 autocast, "float32" without; None in checkpoints written before it
+    # was recorded. A resumed run computes in its first part's dtype, whatever `auto` would
+    # choose in the resuming process (docs/service.md, "Soak").
+    compute_dtype: str | None = None
 
     @property
     def epoch(self) -> int:

@@ -232,6 +232,16 @@ def autocast_dtype(config: TrainingConfig, device: torch.device) -> torch.dtype 
     return torch.bfloat16
 
 
+def _run_dtype(state: TrainerState, chosen: torch.dtype | None) -> torch.dtype | None:
+    """The autocast dtype of the run: the one its checkpoint recorded, else `chosen` (recorded
+    now). A measured `auto` choice can differ between processes (a loaded host, another
+    thread count); a resumed run that switched dtype would no longer repeat the unkilled one."""
+    if state.compute_dtype is None:
+        state.compute_dtype = str(chosen or torch.float32).removeprefix("torch.")
+        return chosen
+    return torch.bfloat16 if state.compute_dtype == "bfloat16" else None
+
+
 def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConfig, out: Path,
          fingerprint: str, *, init: Path | None, resume: Path | None,
          sides: dict[str, list[TokenizedConversation]], device: torch.device, pad_id: int, progress: ProgressCallback | None,
@@ -255,7 +265,7 @@ def _fit(model: Any, examples: list[TokenizedConversation], config: TrainingConf
     lengths = [len(e) for e in examples]
     batches_of_epoch = lru_cache(maxsize=1)(
         lambda epoch: epoch_batches(lengths, config.batch_size, config.seed, epoch))
-    amp = autocast_dtype(config, device)
+    amp = _run_dtype(state, autocast_dtype(config, device))
     clock = _Clock(state.step)
     last_saved, saved_at = resume, state.step
 

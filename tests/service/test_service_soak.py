@@ -56,13 +56,36 @@ def _step_reports(stack, job_id: str) -> dict[tuple[str, int], list[float]]:
 
 
 def _first_divergence(stack, ours: str, theirs: str) -> str:
-    """Where the killed job's losses first leave the reference's: says whether a resume (a
-    step reported twice) or plain arithmetic drift is to blame when the adapters differ."""
+    """Where the killed job's losses first leave the reference's, and what each job's training
+    runs were (fingerprint of data + config, compute dtype, corpus parts): says whether a resume
+    (a step reported twice), other training data or plain arithmetic is to blame when the
+    adapters differ."""
     killed, reference = _step_reports(stack, ours), _step_reports(stack, theirs)
+    runs = f"reference {_runs(stack, theirs)}; killed job {_runs(stack, ours)}"
     for key, (ref, *_) in reference.items():
         if any(loss != ref for loss in killed.get(key, [None])):
-            return f"first differing step {key}: reference {ref!r}, killed job {killed.get(key)}"
-    return "every step's loss matches the reference (the difference is after the last step)"
+            return f"first differing step {key}: reference {ref!r}, killed job " \
+                   f"{killed.get(key)}; {runs}"
+    return f"every step's loss matches the reference (the difference is after the last step); " \
+           f"{runs}"
+
+
+def _runs(stack, job_id: str) -> dict:
+    """Per training stage: the fingerprints and compute dtypes its checkpoints and result
+    recorded; and the corpus parts the job used (key, whether reused from the cache)."""
+    work = Path(stack.env["BUCKLE_DATA_DIR"]) / "artifacts" / "jobs" / job_id / "work"
+    out: dict = {}
+    for stage in sorted((work / "train").glob("*")):
+        seen = [json.loads(p.read_text()) for pattern in ("checkpoints/*/trainer_state.json",
+                                                           "adapter/train_result.json")
+                for p in stage.glob(pattern)]
+        out[stage.name] = sorted({(s.get("fingerprint", "?")[:12], s.get("compute_dtype", "?"))
+                                  for s in seen})
+    job = work / "output" / "buckle_job.json"
+    if job.is_file():
+        parts = json.loads(job.read_text())["corpus"].get("parts", {})
+        out["parts"] = {k: (v.get("key", "?")[:12], v.get("cached")) for k, v in parts.items()}
+    return out
 
 
 def _train_steps(events: list[dict]) -> int:
