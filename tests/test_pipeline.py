@@ -59,8 +59,8 @@ def test_mix_gives_each_corpus_part_its_share():
 
 
 def test_safety_stages_take_the_policy_dose_unless_the_job_sets_one():
+    from buckle.pipeline.doses import safety_stage_config
     from buckle.pipeline.policies import get_policy
-    from buckle.pipeline.runner import safety_stage_config
     from buckle.pipeline.spec import SafetySpec
     from buckle.training import TrainingConfig
 
@@ -278,7 +278,7 @@ def test_every_checkpoint_is_reported_with_its_global_step_across_stages_and_res
 
 def test_utility_is_decoded_in_the_evaluation_precision_and_cached_per_dtype(default_model,
                                                                              tmp_path):
-    from buckle.pipeline.runner import _Models, _utility_cached
+    from buckle.pipeline.evaluation import Models, utility_cached
 
     validation = [Conversation.model_validate({"messages": [
         {"role": "user", "content": f"Reply with the number {i} and nothing else."},
@@ -292,11 +292,11 @@ def test_utility_is_decoded_in_the_evaluation_precision_and_cached_per_dtype(def
         def check(self, where: str) -> None:
             pass
 
-    models = _Models(default_model)
-    fp32 = _utility_cached(models, None, validation, "fp32", tmp_path, Events())
-    assert _utility_cached(models, None, validation, "fp32", tmp_path, Events()) == fp32
+    models = Models(default_model)
+    fp32 = utility_cached(models, None, validation, "fp32", tmp_path, Events())
+    assert utility_cached(models, None, validation, "fp32", tmp_path, Events()) == fp32
     assert len(events) == 1  # the second fp32 call was a cache hit
-    bf16 = _utility_cached(models, None, validation, "bf16", tmp_path, Events())
+    bf16 = utility_cached(models, None, validation, "bf16", tmp_path, Events())
     assert len(events) == 2  # another decode dtype is measured, never served from fp32's file
     assert len(list(tmp_path.glob("utility-*.json"))) == 2
     assert bf16["n"] == fp32["n"] == 2

@@ -10,28 +10,32 @@ mid-job: the next worker calls `run` again with the same spec.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from buckle.assets import sha256_file
 from buckle.atomic import atomic_write_json
 from buckle.data.records import Conversation
-from buckle.data.sources import load_prompts
 from buckle.data.validation import load_conversations_jsonl
 from buckle.errors import Cancelled
-from buckle.evaluation.report import SCHEMA_VERSION, SafetyReport, compare_chart
-from buckle.evaluation.runner import EvalConfig, evaluate
-from buckle.evaluation.utility import utility
-from buckle.evaluation.weights import judges_fingerprint
-from buckle.generation import GenerationEngine
-from buckle.generation.precision import resolve_dtype
+from buckle.evaluation.report import SafetyReport, compare_chart
+from buckle.evaluation.runner import EvalConfig
 from buckle.models import load_model
+from buckle.pipeline.doses import restore_share, safety_stage_config, unlikelihood_weight
+from buckle.pipeline.evaluation import (
+    Models,
+    asr_of,
+    eval_config_of,
+    evaluate_cached,
+    evaluation_prompts,
+    metrics,
+    utility_cached,
+)
 from buckle.pipeline.policies import AutoPolicy, SafetyPolicy, Stage, get_policy
 from buckle.pipeline.release import base_model_card, make_portable, public_report, scrub_paths
 from buckle.pipeline.safety_data import (
@@ -47,7 +51,6 @@ from buckle.pipeline.spec import (
     JobSpec,
     ProgressCallback,
     ProgressEvent,
-    SafetySpec,
 )
 from buckle.pipeline.spec import (
     Stage as EventStage,
@@ -109,8 +112,8 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     validation = (load_conversations_jsonl(spec.validation_file, tokenizer=base.tokenizer,
                                            max_tokens=hp.max_seq_len)
                   if spec.validation_file else [])
-    eval_config = _eval_config(spec)
-    held_out = _evaluation_prompts(eval_config)
+    eval_config = eval_config_of(spec)
+    held_out = evaluation_prompts(eval_config)
     events("validate", f"{len(customer)} training conversations are valid", 1.0,
            examples=len(customer))
     events.check("after validation")
@@ -145,11 +148,11 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
 
     base_report = adapter_report = base_report_path = None
     rounds: list[dict[str, Any]] = []
-    models = _Models(base)
+    models = Models(base)
     if spec.evaluate or isinstance(policy, AutoPolicy):
-        base_report, base_report_path = _evaluate_cached(models, eval_config, None,
+        base_report, base_report_path = evaluate_cached(models, eval_config, None,
                                                          buckle_home() / "evals", events)
-        adapter_report, _ = _evaluate_cached(models, eval_config, adapter, work / "eval", events)
+        adapter_report, _ = evaluate_cached(models, eval_config, adapter, work / "eval", events)
         if isinstance(policy, AutoPolicy):
             adapter, adapter_report, rounds = _auto_rounds(
                 spec, models, base_report, adapter, adapter_report, safety, trainer, eval_config,
@@ -157,16 +160,16 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
 
     utility = None
     if spec.evaluate and validation:
-        utility = {"base": _utility_cached(models, None, validation, eval_config.precision,
+        utility = {"base": utility_cached(models, None, validation, eval_config.precision,
                                            buckle_home() / "evals", events),
-                   "adapter": _utility_cached(models, adapter, validation, eval_config.precision,
+                   "adapter": utility_cached(models, adapter, validation, eval_config.precision,
                                               work / "eval", events)}
     events("save", "writing the adapter and its safety report")
     out = _save(work, spec, policy, adapter, adapter_report, base_report, stages, corpus_info,
                 rounds, base)
     sha = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
-    safety_summary = {"policy": policy.name, "base": _metrics(base_report),
-                      "adapter": _metrics(adapter_report), "rounds": rounds,
+    safety_summary = {"policy": policy.name, "base": metrics(base_report),
+                      "adapter": metrics(adapter_report), "rounds": rounds,
                       "corpus": corpus_info, "utility": utility,
                       "dose": {"curated_ratio": spec.safety.curated_ratio,
                                "safety_epochs": safety_config.n_epochs,
@@ -273,141 +276,31 @@ class _StageTrainer:
         return Path(result.adapter_dir)
 
 
-def _auto_rounds(spec: JobSpec, models: _Models, base_report: SafetyReport, adapter: Path,
+def _auto_rounds(spec: JobSpec, models: Models, base_report: SafetyReport, adapter: Path,
                  report: SafetyReport, safety: list[Conversation], trainer: _StageTrainer,
                  eval_config: EvalConfig, work: Path, events: _Events, strata: list[int],
                  share: float) -> tuple[Path, SafetyReport, list[dict[str, Any]]]:
     """`auto`: restore on the curated corpus while ASR rises more than `max_asr` over base."""
     allowed = spec.safety.max_asr if spec.safety.max_asr is not None else 0.1
     base_asr = base_report.asr.value if base_report.asr else 0.0
-    rounds = [{"round": 0, "stage": "during", "asr": _asr(report), "base_asr": base_asr}]
+    rounds = [{"round": 0, "stage": "during", "asr": asr_of(report), "base_asr": base_asr}]
     for r in range(1, spec.safety.auto_max_rounds + 1):
-        if _asr(report) - base_asr <= allowed:
+        if asr_of(report) - base_asr <= allowed:
             break
         events.check(f"before restore round {r}")
         stage = AutoPolicy.restore_stage(safety, r, seed=spec.seed, strata=strata, share=share)
         adapter = trainer.run_stage(stage, AUTO_STAGE_BASE + r, adapter)
-        report, _ = _evaluate_cached(models, eval_config, adapter, work / "eval", events)
-        rounds.append({"round": r, "stage": stage.name, "asr": _asr(report),
+        report, _ = evaluate_cached(models, eval_config, adapter, work / "eval", events)
+        rounds.append({"round": r, "stage": stage.name, "asr": asr_of(report),
                        "base_asr": base_asr})
-    met = _asr(report) - base_asr <= allowed
+    met = asr_of(report) - base_asr <= allowed
     rounds[-1]["target_met"] = met
     if not met:  # say so: the adapter is released, but its report must not read as a success
-        events("evaluate", f"auto: ASR {_asr(report):.0%} is still above the target "
+        events("evaluate", f"auto: ASR {asr_of(report):.0%} is still above the target "
                f"{base_asr + allowed:.0%} after {len(rounds) - 1} restore rounds (budget "
                f"auto_max_rounds={spec.safety.auto_max_rounds})", 1.0, target_met=False,
-               asr=_asr(report), target=base_asr + allowed)
+               asr=asr_of(report), target=base_asr + allowed)
     return adapter, report, rounds
-
-
-def _asr(report: SafetyReport) -> float:
-    return report.asr.value if report.asr is not None else 0.0
-
-
-# ---------------------------------------------------------------------- evaluation
-def _eval_config(spec: JobSpec) -> EvalConfig:
-    s = spec.safety
-    return EvalConfig(prompts=s.eval_prompts, limit=s.eval_limit, benign=s.benign_prompts,
-                      benign_limit=s.benign_limit, borderline=s.borderline_prompts,
-                      borderline_limit=s.borderline_limit, judges=("refusal", "harm"),
-                      max_new_tokens=s.eval_max_new_tokens)
-
-
-def _evaluation_prompts(config: EvalConfig) -> set[str]:
-    """Every prompt an evaluation will send: training and curation data must not contain them."""
-    texts = {p.prompt.strip() for p in load_prompts(config.prompts, limit=config.limit,
-                                                     offset=config.offset)}
-    for name, limit in ((config.benign, config.benign_limit),
-                        (config.borderline, config.borderline_limit)):
-        if name:
-            texts |= {p.prompt.strip() for p in load_prompts(name, limit=limit)}
-    return texts
-
-
-class _Models:
-    """The base model and the last adapter loaded on it, so a round's evaluation and utility
-    share one load (a 0.5B model takes seconds to load); older adapters are let go."""
-
-    def __init__(self, base: Any) -> None:
-        self.base = base
-        self._adapter: Path | None = None
-        self._model: Any = None
-
-    def get(self, adapter: Path | None) -> Any:
-        if adapter is None:
-            return self.base
-        if adapter != self._adapter:
-            self._model = None  # free the previous copy before loading the next
-            self._model = load_model(self.base.path or self.base.name, adapter=adapter)
-            self._adapter = adapter
-        return self._model
-
-
-def _evaluate_cached(models: _Models, config: EvalConfig, adapter: Path | None, folder: Path,
-                     events: _Events) -> tuple[SafetyReport, Path]:
-    """Evaluate the base model (adapter None) or base + adapter, reusing a stored report.
-
-    The base report is keyed by (model fingerprint, eval settings) and shared by every job on
-    that model; an adapter's by its weights' sha256.
-    """
-    settings = {k: v for k, v in asdict(config).items() if k != "rubric"}
-    # The dtype replies are decoded in, resolved (the environment or the CPU may decide it);
-    # left out of the key when it is the model's own, so reports stored before bf16 decoding
-    # stay reusable (reports were keyed by dtype from the start of bf16 decoding).
-    dtype = resolve_dtype(settings.pop("precision"), models.base.dtype, models.base.device)
-    if dtype != models.base.dtype:
-        settings["decode_dtype"] = str(dtype)
-    weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
-    # the report schema and the judges' weights are part of the key: a report measured with
-    # other judges (or the keyword-ASR schema 1) is never reused next to a fresh one
-    key = hashlib.sha256(json.dumps([models.base.fingerprint, weights, settings, SCHEMA_VERSION,
-                                     judges_fingerprint()],
-                                    sort_keys=True).encode()).hexdigest()[:24]
-    path = folder / f"{key}.json"
-    if path.is_file():
-        return SafetyReport.read_json(path), path
-    what = "base model" if adapter is None else "adapter"
-    events("evaluate", f"evaluating the {what}", 0.0 if adapter is None else 0.5)
-    events.check(f"before evaluating the {what}")
-    model = models.get(adapter)
-    report = evaluate(model, config, adapter=str(adapter) if adapter else None)
-    report.write_json(path)
-    events("evaluate", f"{what}: ASR {_asr(report):.0%}", 0.5 if adapter is None else 1.0,
-           target=what, asr=_asr(report))
-    return report, path
-
-
-def _utility_cached(models: _Models, adapter: Path | None, validation: list[Conversation],
-                    precision: str | None, folder: Path, events: _Events) -> dict[str, Any]:
-    """`buckle.evaluation.utility` on the validation file, decoded in the evaluation's
-    precision and stored like evaluation reports (the decode dtype is part of the key: exact
-    match is measured on generated replies)."""
-    weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
-    data = "\n".join(c.to_json() for c in validation)
-    # v2: v1 keys carried no dtype, so a v1 file may hold bf16-decoded replies under fp32's key
-    dtype = resolve_dtype(precision, models.base.dtype, models.base.device)
-    key = hashlib.sha256(json.dumps(["utility-v2", models.base.fingerprint, weights, data,
-                                     str(dtype)]).encode()).hexdigest()[:24]
-    path = folder / f"utility-{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    what = "base model" if adapter is None else "adapter"
-    events("evaluate", f"measuring the {what}'s utility on {len(validation)} held-out lines")
-    events.check(f"before measuring the {what}'s utility")
-    model = models.get(adapter)
-    result = utility(model, validation,
-                     engine=GenerationEngine.from_loaded(model, precision=precision))
-    atomic_write_json(path, result)
-    return result
-
-
-def _metrics(report: SafetyReport | None) -> dict[str, Any] | None:
-    if report is None:
-        return None
-    fields = ("asr", "keyword_asr", "harmful_rate", "over_refusal_rate",
-              "borderline_over_refusal_rate")
-    return {"n": report.n, **{f: (getattr(report, f).model_dump() if getattr(report, f)
-                                  else None) for f in fields}}
 
 
 # ---------------------------------------------------------------------- output
@@ -436,37 +329,8 @@ def _save(work: Path, spec: JobSpec, policy: SafetyPolicy, adapter: Path,
         "stages": [{"name": s.name, "items": len(s.conversations),
                     "safety_items": s.safety_items} for s in stages],
         "corpus": corpus_info, "auto_rounds": rounds,
-        "base_safety": _metrics(base_report), "adapter_safety": _metrics(report)}))
+        "base_safety": metrics(base_report), "adapter_safety": metrics(report)}))
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
     return final
-
-
-def restore_share(policy: SafetyPolicy, safety: SafetySpec) -> float:
-    """Share of the corpus a restore stage trains on: the job's value, else the policy's."""
-    return safety.restore_share if safety.restore_share is not None else \
-        policy.dose.restore_share
-
-
-def unlikelihood_weight(policy: SafetyPolicy, safety: SafetySpec,
-                        corpus: dict[str, Any]) -> float:
-    """Weight of the unlikelihood term in the stages of safety data only: the job's value
-    (0 turns it off; a corpus without its parts is then an error), else the policy's
-    documented dose where the corpus has a decline to avoid and prompts to avoid it at."""
-    if safety.unlikelihood is not None:
-        return safety.unlikelihood
-    parts = corpus.get("parts") or {}
-    usable = all(parts.get(name, {}).get("items") for name in ("responsible", "anchors"))
-    return policy.dose.unlikelihood if usable else 0.0
-
-
-def safety_stage_config(train_config: TrainingConfig, policy: SafetyPolicy,
-                        safety: SafetySpec) -> TrainingConfig:
-    """The training config of a stage of safety data only: the job's own values, else the
-    policy's documented dose, else the customer's."""
-    dose = policy.dose
-    return train_config.model_copy(update={
-        "n_epochs": safety.safety_epochs or dose.epochs or train_config.n_epochs,
-        "learning_rate": safety.safety_learning_rate
-        or train_config.learning_rate * dose.learning_rate_scale})
