@@ -85,9 +85,13 @@ SMOKE_LIMIT = 10  # prompts per evaluation set at scale smoke
 # stages' epochs and rate are the policies' own documented doses (`buckle.pipeline.policies`:
 # `pre` 1 epoch; `post`/`auto` 1 restore epoch at half the customer's rate, from dev v2), so the
 # experiment measures what the product does. The first test look at `post` (full rate) is
-# kept as the arm `post+lr=2e-4-first-look`.
+# kept as the arm `post+lr=2e-4-first-look`. `pre` (dev v2, 2026-12-04): Booster with the
+# benign plasticity term, 3 immunize epochs at 5e-4, removed 100% of the rise at 95% exact match
+# (the first `pre` dose to meet the dev targets); stated in full here, as it was run on dev.
 DOSES: dict[str, dict[str, Any]] = {
-    "pre": {}, "post": {}, "during": {"curated_ratio": 0.25},
+    "pre": {"immunize": {"method": "booster", "plasticity": 1}, "safety_epochs": 3,
+            "safety_learning_rate": 0.0005},
+    "post": {}, "during": {"curated_ratio": 0.25},
     "auto": {"curated_ratio": 0.25, "max_asr": 0.05, "auto_max_rounds": 2},
 }
 # The corpus parts of the policy arms: the own-voice parts (with small-talk anchors they held
