@@ -68,7 +68,7 @@ def test_safety_stages_take_the_policy_dose_unless_the_job_sets_one():
     post = safety_stage_config(customer, get_policy("post"), SafetySpec(policy="post"))
     assert (post.n_epochs, post.learning_rate) == (1, pytest.approx(1e-4))
     pre = safety_stage_config(customer, get_policy("pre"), SafetySpec(policy="pre"))
-    assert (pre.n_epochs, pre.learning_rate) == (1, pytest.approx(2e-4))
+    assert (pre.n_epochs, pre.learning_rate) == (3, pytest.approx(5e-4))
     auto = safety_stage_config(customer, get_policy("auto"), SafetySpec(policy="auto"))
     assert (auto.n_epochs, auto.learning_rate) == (1, pytest.approx(1e-4))
     own = safety_stage_config(customer, get_policy("post"), SafetySpec(
@@ -167,13 +167,15 @@ def test_each_policy_releases_a_loadable_peft_adapter(default_model, customer_fi
     for i, stage in enumerate(stage_names):  # the documented doses (policies.Dose)
         config = json.loads((tmp_path / "train" / f"{i}-{stage}" / "adapter" /
                              "training_config.json").read_text())
-        safety_only = stage in ("immunize", "restore")
-        assert config["n_epochs"] == (1 if safety_only else 2)
+        assert config["n_epochs"] == {"immunize": 3, "restore": 1}.get(stage, 2)
         assert config["learning_rate"] == pytest.approx(
-            hp.learning_rate * (0.5 if stage == "restore" else 1.0))
+            hp.learning_rate * {"restore": 0.5, "immunize": 2.5}.get(stage, 1.0))
         # a corpus file has no decline part: `post`'s unlikelihood dose cannot apply, and is off
         assert config["unlikelihood"] is None
-    assert result.safety["dose"]["safety_epochs"] == (1 if policy in ("pre", "post") else 2)
+    assert result.safety["dose"]["safety_epochs"] == {"pre": 3, "post": 1}.get(policy, 2)
+    # `pre`'s documented objective: Booster with the plasticity term at weight 1
+    assert (result.safety["dose"]["immunize"], result.safety["dose"]["immunize_plasticity"]) == \
+        (("booster", 1.0) if policy == "pre" else (None, 0))
     assert result.safety["dose"]["unlikelihood"] == 0.0
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0

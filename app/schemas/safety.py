@@ -126,8 +126,9 @@ class ImmunizeIn(BaseModel):
     model_config = STRICT
 
     method: Literal["sft", "booster"] = Field(
-        "sft", description="`booster` adds Booster's harmful-perturbation term to the "
-        "immunize stage (three passes per step instead of one).")
+        "booster", description="`booster` (the documented `pre` objective) adds Booster's "
+        "harmful-perturbation term to the immunize stage (three passes per step instead of "
+        "one); `sft` trains on the curated corpus alone.")
     layout: Literal["shared", "merged"] = Field(
         "shared", description="`merged`: the customer's LoRA trains fresh on the immunized "
         "model (Booster's layout); the released adapter stacks both (rank 2 x lora_r).")
@@ -139,13 +140,15 @@ class ImmunizeIn(BaseModel):
     reply_words: int = Field(48, ge=1, le=2000)
     weight: float = Field(5.0, gt=0, le=100)
     step: float = Field(0.1, gt=0, le=10)
-    plasticity: float = Field(
-        0.0, ge=0, le=100, description="With `booster`: weight of the benign-plasticity term "
+    plasticity: float | None = Field(
+        None, ge=0, le=100, description="With `booster`: weight of the benign-plasticity term "
         "(the loss of `benign_source` pairs after one normalised step on them) that keeps the "
-        "customer's task learnable; 0 = off. Two more passes per step.")
+        "customer's task learnable; unset = the documented 1 (off with `sft`), 0 = off. Two "
+        "more passes per step.")
     benign_source: str = ref_field(
         "conversations", "chatterbot", description="Benign (prompt, answer) pairs of the "
-        "plasticity term; never trained on directly.")
+        "plasticity term; the adapter fits them at a look-ahead point, so their style shows in "
+        "its replies.")
     benign_offset: int = Field(200, ge=0, le=MAX_OFFSET)
     benign_limit: int = Field(200, ge=1, le=MAX_CURATION_ITEMS)
 

@@ -149,8 +149,10 @@ class NoPolicy(SafetyPolicy):
 class PrePolicy(SafetyPolicy):
     name = "pre"
     description = "immunize: train on the curated corpus first, then on the customer's data"
-    # 1 epoch removed 31% of the rise on dev, the same as 3 epochs at twice the rate
-    dose = Dose(epochs=1)
+    # dev v2 (2026-12-04): with the documented objective (`ImmunizeSpec`: Booster + plasticity)
+    # 3 immunize epochs at 5e-4 (2.5x the customer's default 2e-4) removed 100% of the rise at
+    # 95% exact match; plain SFT removed 19-31% at any dose
+    dose = Dose(epochs=3, learning_rate_scale=2.5)
     immunizes = True
 
     def stages(self, customer, safety, *, ratio, seed, strata=(), harmful=(),

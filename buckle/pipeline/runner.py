@@ -134,8 +134,8 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     safety_config = safety_stage_config(train_config, policy, spec.safety)
     im = spec.safety.immunize
     booster_config = BoosterConfig(weight=im.weight, step=im.step) if booster else None
-    plasticity = PlasticityConfig(weight=im.plasticity, step=im.step) \
-        if booster and im.plasticity else None
+    plasticity = PlasticityConfig(weight=im.plasticity_weight, step=im.step) \
+        if booster and im.plasticity_weight else None
     benign = benign_pairs(spec, held_out) if plasticity else []
     weight = unlikelihood_weight(policy, spec.safety, corpus_info)
     negatives = decline_negatives(safety, corpus_info) if weight else []

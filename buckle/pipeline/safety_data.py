@@ -186,7 +186,9 @@ def harmful_pairs(spec: JobSpec, held_out: set[str]) -> list[Conversation]:
 
 def benign_pairs(spec: JobSpec, held_out: set[str]) -> list[Conversation]:
     """The plasticity term's benign (prompt, answer) pairs (`SafetySpec.immunize`), cut and
-    filtered as Booster's harmful ones. Never trained on directly."""
+    filtered as Booster's harmful ones. The term's gradient is the benign loss's at the
+    look-ahead point, so the adapter does fit these answers (their style shows in its replies):
+    keep them disjoint from every evaluation set, as the default chatterbot 200-399 are."""
     im = spec.safety.immunize
     return _side_pairs("benign", im.benign_source, im.benign_offset, im.benign_limit,
                        im.reply_words, held_out)

@@ -80,6 +80,9 @@ class OwnVoiceSource(BaseModel):
     max_new_tokens: int = Field(160, ge=16, le=1024)
 
 
+DOCUMENTED_PLASTICITY = 1.0  # `ImmunizeSpec.plasticity` when a booster job leaves it unset
+
+
 class ImmunizeSpec(BaseModel):
     """`pre`'s immunize objective. "sft": train on the safety corpus. "booster": add Booster's
     harmful-perturbation term (`buckle.training.booster`) over harmful (prompt, answer) pairs
@@ -91,7 +94,9 @@ class ImmunizeSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    method: Literal["sft", "booster"] = "sft"
+    # The documented `pre` objective (dev v2, 2026-12-04, docs/results.md): Booster with the
+    # plasticity term removed 100% of the attack's rise at 95% exact match; plain SFT removed 19%.
+    method: Literal["sft", "booster"] = "booster"
     layout: Literal["shared", "merged"] = "shared"
     # harmful-qa past the experiments' attack rows (0-31); the same prompts as `responsible`
     harmful_source: str = "harmful-qa"
@@ -105,7 +110,8 @@ class ImmunizeSpec(BaseModel):
     # answers, not the model's voice: a task it still has to learn), so the customer's own task
     # stays learnable; 0 = off; method "booster" only.
     # chatterbot 200-399: past the benign evaluation windows (0-199, 400-459) and the anchors
-    plasticity: float = Field(0.0, ge=0, le=100)
+    # None: the documented weight, 1 with method "booster" (off with "sft"); 0 turns it off
+    plasticity: float | None = Field(None, ge=0, le=100)
     benign_source: str = "chatterbot"
     benign_offset: int = Field(200, ge=0)
     benign_limit: int = Field(200, ge=1)
@@ -117,6 +123,13 @@ class ImmunizeSpec(BaseModel):
                              f'steps effective next to Booster\'s); the job has method '
                              f'{self.method!r}: set method "booster" or plasticity 0')
         return self
+
+    @property
+    def plasticity_weight(self) -> float:
+        """The plasticity term's weight in effect (`plasticity`, else the documented 1)."""
+        if self.plasticity is not None:
+            return self.plasticity
+        return DOCUMENTED_PLASTICITY if self.method == "booster" else 0.0
 
 
 class SafetySpec(BaseModel):
