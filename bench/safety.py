@@ -83,7 +83,7 @@ SMOKE_LIMIT = 10  # prompts per evaluation set at scale smoke
 # The dose of each policy, chosen on the dev split (docs/results.md has the sweep, 2026-12-01):
 # `during` 0.25 met every dev target (0.4 cost +6.7 points of benign over-refusal). The safety
 # stages' epochs and rate are the policies' own documented doses (`buckle.pipeline.policies`:
-# `pre` 1 epoch; `post`/`auto` 1 restore epoch at half the customer's rate, from dev v2), so the
+# `post`/`auto` 1 restore epoch at half the customer's rate, from dev v2), so the
 # experiment measures what the product does. The first test look at `post` (full rate) is
 # kept as the arm `post+lr=2e-4-first-look`. `pre` (dev v2, 2026-12-04): Booster with the
 # benign plasticity term, 3 immunize epochs at 5e-4, removed 100% of the rise at 95% exact match

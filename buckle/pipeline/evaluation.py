@@ -59,6 +59,11 @@ def evaluation_prompts(config: EvalConfig) -> set[str]:
     return texts
 
 
+def _weights_id(adapter: Path | None) -> str:
+    """What a stored report's key says of the weights: the adapter's sha256, or "base"."""
+    return sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
+
+
 class Models:
     """The base model and the last adapter loaded on it, so a round's evaluation and utility
     share one load (a 0.5B model takes seconds to load); older adapters are let go."""
@@ -79,7 +84,7 @@ class Models:
 
 
 def evaluate_cached(models: Models, config: EvalConfig, adapter: Path | None, folder: Path,
-                     events: Events) -> tuple[SafetyReport, Path]:
+                    events: Events) -> tuple[SafetyReport, Path]:
     """Evaluate the base model (adapter None) or base + adapter, reusing a stored report.
 
     The base report is keyed by (model fingerprint, eval settings) and shared by every job on
@@ -92,7 +97,7 @@ def evaluate_cached(models: Models, config: EvalConfig, adapter: Path | None, fo
     dtype = resolve_dtype(settings.pop("precision"), models.base.dtype, models.base.device)
     if dtype != models.base.dtype:
         settings["decode_dtype"] = str(dtype)
-    weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
+    weights = _weights_id(adapter)
     # the report schema and the judges' weights are part of the key: a report measured with
     # other judges (or the keyword-ASR schema 1) is never reused next to a fresh one
     key = hashlib.sha256(json.dumps([models.base.fingerprint, weights, settings, SCHEMA_VERSION,
@@ -113,11 +118,11 @@ def evaluate_cached(models: Models, config: EvalConfig, adapter: Path | None, fo
 
 
 def utility_cached(models: Models, adapter: Path | None, validation: list[Conversation],
-                    precision: str | None, folder: Path, events: Events) -> dict[str, Any]:
+                   precision: str | None, folder: Path, events: Events) -> dict[str, Any]:
     """`buckle.evaluation.utility` on the validation file, decoded in the evaluation's
     precision and stored like evaluation reports (the decode dtype is part of the key: exact
     match is measured on generated replies)."""
-    weights = sha256_file(adapter / "adapter_model.safetensors") if adapter is not None else "base"
+    weights = _weights_id(adapter)
     data = "\n".join(c.to_json() for c in validation)
     # v2: v1 keys carried no dtype, so a v1 file may hold bf16-decoded replies under fp32's key
     dtype = resolve_dtype(precision, models.base.dtype, models.base.device)

@@ -151,7 +151,7 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     models = Models(base)
     if spec.evaluate or isinstance(policy, AutoPolicy):
         base_report, base_report_path = evaluate_cached(models, eval_config, None,
-                                                         buckle_home() / "evals", events)
+                                                        buckle_home() / "evals", events)
         adapter_report, _ = evaluate_cached(models, eval_config, adapter, work / "eval", events)
         if isinstance(policy, AutoPolicy):
             adapter, adapter_report, rounds = _auto_rounds(
@@ -161,9 +161,9 @@ def run(spec: JobSpec, progress: ProgressCallback | None = None,
     utility = None
     if spec.evaluate and validation:
         utility = {"base": utility_cached(models, None, validation, eval_config.precision,
-                                           buckle_home() / "evals", events),
+                                          buckle_home() / "evals", events),
                    "adapter": utility_cached(models, adapter, validation, eval_config.precision,
-                                              work / "eval", events)}
+                                             work / "eval", events)}
     events("save", "writing the adapter and its safety report")
     out = _save(work, spec, policy, adapter, adapter_report, base_report, stages, corpus_info,
                 rounds, base)
@@ -282,7 +282,7 @@ def _auto_rounds(spec: JobSpec, models: Models, base_report: SafetyReport, adapt
                  share: float) -> tuple[Path, SafetyReport, list[dict[str, Any]]]:
     """`auto`: restore on the curated corpus while ASR rises more than `max_asr` over base."""
     allowed = spec.safety.max_asr if spec.safety.max_asr is not None else 0.1
-    base_asr = base_report.asr.value if base_report.asr else 0.0
+    base_asr = asr_of(base_report)
     rounds = [{"round": 0, "stage": "during", "asr": asr_of(report), "base_asr": base_asr}]
     for r in range(1, spec.safety.auto_max_rounds + 1):
         if asr_of(report) - base_asr <= allowed:
