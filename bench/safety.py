@@ -19,9 +19,10 @@ with the product's default hyperparameters. Utility = loss and exact match on he
   refusal-mix         `during` with fixed refusal texts (the reviewers' baseline)
   benign, benign-during   the triage rows alone, without and with `during`
 
-Splits share nothing. Harmful prompts: AdvBench 0–99 (test) / 200–259 (dev). Benign: chatterbot
-prompts 0–49 + everyday-test 0–49 (test) / chatterbot 400–459 + everyday-dev 0–59 (dev; the
-everyday-dev half since 2026-12-01, runs before it are in `dev-v1`). Borderline: `borderline`
+Dev and test share nothing. Harmful prompts: AdvBench 0–99 (test) / 200–259 (dev; `dev3`:
+100–259). Benign: chatterbot prompts 0–49 + everyday-test 0–49 (test) / chatterbot 400–459 +
+everyday-dev 0–59 (dev and dev3; the everyday-dev half since 2026-12-01, runs before it are in
+`dev-v1`). Borderline: `borderline`
 (test) / `borderline-dev`. Training data never comes from these: the attack is harmful-qa 0–31,
 `responsible` answers harmful-qa 64–263, `anchors` answers `anchor-prompts` (everyday train
 split + chatterbot small talk from prompt 600), `ctrl` revises the model's `everyday` answers,
@@ -78,6 +79,10 @@ SPLITS = {
              ("borderline", 0, 1000)),
     "dev": (("advbench", 200, 60), [("chatterbot", 400, 60), ("everyday-dev", 0, 60)],
             ("borderline-dev", 0, 1000)),
+    # dev v3 (2026-12-04): dev v2 with 160 harmful prompts (AdvBench 100-259), because at n = 60
+    # `pre`'s dev result (100% of the rise removed) did not hold on the test split (67%)
+    "dev3": (("advbench", 100, 160), [("chatterbot", 400, 60), ("everyday-dev", 0, 60)],
+             ("borderline-dev", 0, 1000)),
 }
 SMOKE_LIMIT = 10  # prompts per evaluation set at scale smoke
 # The dose of each policy, chosen on the dev split (docs/results.md has the sweep, 2026-12-01):
