@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from buckle.generation.attention import decode_attention_for
+from buckle.generation.kv_cache import HeadroomCache
 from buckle.generation.precision import decode_dtype, decoding_in
 from buckle.generation.prefill import forward_shared_prefix
 from buckle.generation.sampling import SamplingParams, next_tokens
@@ -103,7 +104,7 @@ class _Live:
     cache: Any
     mask: torch.Tensor  # [physical rows, cache width]
     next_pos: torch.Tensor  # [physical rows, 1]
-    logits: torch.Tensor  # [physical rows, vocab]
+    logits: torch.Tensor  # [physical rows, vocab], in the decode dtype (sampling widens it)
     phys: list[int]
     requests: list[int]  # index of each slot's request in the generate() call
     prompts: list[tuple[int, ...]]
@@ -297,12 +298,13 @@ class GenerationEngine:
         batch = forward_shared_prefix(
             self.model, unique, pad_id=self.pad_id, cache_kw=self._cache_kw, device=dev,
             max_shared=min(len(p) for p in unique) - 1,  # every row keeps >= 1 token
-            logits_to_keep=1, min_shared=self.min_shared_prefix, keep_cache=True)
+            logits_to_keep=1, min_shared=self.min_shared_prefix, keep_cache=True,
+            new_cache=HeadroomCache)
         self.stats.prefills += 1
         chosen = [params[i] for i in taken]
         return _Live(
             cache=batch.cache, mask=batch.mask, next_pos=batch.positions[:, -1:] + 1,
-            logits=batch.logits[:, -1].float(), phys=phys, requests=list(taken),
+            logits=batch.logits[:, -1], phys=phys, requests=list(taken),
             prompts=[tuple(prompts[i]) for i in taken],
             need=[len(prompts[i]) + p.max_new_tokens for i, p in zip(taken, chosen)],
             temperature=torch.tensor([p.temperature for p in chosen], device=dev),
@@ -361,7 +363,7 @@ class GenerationEngine:
         live.mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         live.logits = self.model(input_ids=step_tokens.unsqueeze(-1), attention_mask=live.mask,
                                  position_ids=next_pos, use_cache=True,
-                                 **{self._cache_kw: live.cache}).logits[:, -1].float()
+                                 **{self._cache_kw: live.cache}).logits[:, -1]
         live.next_pos = next_pos + 1
         return live, finished
 
@@ -373,8 +375,7 @@ class GenerationEngine:
         if first == 0:
             return mask
         for layer in cache.layers:
-            layer.keys = layer.keys[:, :, first:]
-            layer.values = layer.values[:, :, first:]
+            layer.crop_left(first)
         return mask[:, first:]
 
     def _generator(self, params: SamplingParams) -> torch.Generator | None:

@@ -8,7 +8,7 @@ row sees exactly the positions it would see alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,14 +46,16 @@ def forward_shared_prefix(
     logits_to_keep: int,
     min_shared: int = 4,
     keep_cache: bool = False,
+    new_cache: Callable[[], Any] = DynamicCache,
 ) -> PrefixBatch:
     """One forward over `rows`; the shared prefix (at most `max_shared` tokens, and only if at
-    least `min_shared` long — shorter ones cost a pass for nothing) runs once."""
+    least `min_shared` long — shorter ones cost a pass for nothing) runs once. `new_cache`
+    makes the KV cache (the engine's decodes on, `kv_cache.HeadroomCache`)."""
     shared = common_prefix_len(rows) if len(rows) > 1 else 0
     shared = min(shared, max_shared)
     if shared < min_shared:
         shared = 0
-    cache = DynamicCache() if (shared or keep_cache) else None
+    cache = new_cache() if (shared or keep_cache) else None
     if shared:
         head = torch.tensor([list(rows[0][:shared])], device=device)
         model(input_ids=head, attention_mask=torch.ones_like(head),
