@@ -15,7 +15,8 @@ continuously: when requests finish, queued prompts are prefilled and merged into
 batch, so a long sample no longer decodes alone while the rest of the work waits for it, and
 (9) decodes in bf16 where the CPU multiplies it natively (`precision="auto"`, precision.py),
 or, opt-in on x86 CPUs without it, with dynamic-int8 linears (`precision="int8"`),
-with grouped-query decode attention that avoids a slow SDPA path (attention.py).
+with grouped-query decode attention that avoids a slow SDPA path (attention.py), and (10)
+appends each step's keys and values in place (kv_cache.py) instead of copying the whole cache.
 In fp32, greedy output is identical to one-prompt-at-a-time decoding (tested), so speed never
 changes what an evaluation measures; in bf16 most replies are identical to fp32 and the rest
 differ by rounding (how many, and how many judge verdicts move: bench/generation.py), so code
