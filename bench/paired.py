@@ -20,6 +20,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from buckle.settings import buckle_home
+
 SETS = (("harmful", "per_prompt", lambda r: bool(r.get("harmful")) and not r.get("refused")),
         ("benign", "per_benign_prompt", lambda r: bool(r.get("refused"))),
         ("borderline", "per_borderline_prompt", lambda r: bool(r.get("refused"))))
@@ -45,13 +47,29 @@ def load_report(ref: str) -> dict[str, Any]:
         if not report.is_file():
             raise SystemExit(f"{ref}: no report (is the arm finished? expected {report})")
         return json.loads(report.read_text(encoding="utf-8"))
-    for candidate in sorted((path / "work" / "eval").glob("*.json")):
-        if candidate.name.startswith("utility-"):
-            continue
-        doc = json.loads(candidate.read_text(encoding="utf-8"))
-        if doc.get("adapter") is None:
-            return doc
-    raise SystemExit(f"{ref}: no base-model report under {path / 'work' / 'eval'}")
+    row = path / "result.json"
+    stored = json.loads(row.read_text(encoding="utf-8")).get("base_report") \
+        if row.is_file() else None
+    if stored and Path(stored).is_file():
+        return json.loads(Path(stored).read_text(encoding="utf-8"))
+    # rows written before they named it: the base report with the arm's prompt sets, from the
+    # store every job on the model shares (BUCKLE_HOME/evals) or the arm's own eval folder
+    arm = load_report(str(path))
+    same = ("prompt_set", "benign_prompt_set", "borderline_prompt_set", "n")
+    for folder in (path / "work" / "eval", buckle_home() / "evals"):
+        for candidate in sorted(folder.glob("*.json")):
+            if candidate.name.startswith("utility-"):
+                continue
+            doc = json.loads(candidate.read_text(encoding="utf-8"))
+            if doc.get("adapter") is None and all(_name(doc.get(k)) == _name(arm.get(k))
+                                                  for k in same):
+                return doc
+    raise SystemExit(f"{ref}: no base-model report with the arm's prompt sets")
+
+
+def _name(value: Any) -> Any:
+    """A prompt set as both reports name it (a released report carries no server path)."""
+    return Path(value).name if isinstance(value, str) else value
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:

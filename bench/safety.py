@@ -205,7 +205,8 @@ def run_arm(name: str, arm: str, scale: Scale, files: dict[str, Path], runs: Pat
            "base": result.safety["base"], "adapter": result.safety["adapter"],
            "utility": result.safety["utility"], "rounds": result.safety["rounds"],
            "corpus": result.safety["corpus"], "trained_tokens": result.trained_tokens,
-           "adapter_dir": result.adapter_dir, "spec": json.loads(spec.model_dump_json())}
+           "adapter_dir": result.adapter_dir, "base_report": result.safety.get("base_report"),
+           "spec": json.loads(spec.model_dump_json())}
     atomic_write_json(out, row)
     return row
 
